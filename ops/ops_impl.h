@@ -1,0 +1,175 @@
+/* Operators: attribute values, op schemas, kernels and the registry.
+ *
+ * An op schema says everything the compiler needs to know about an op: its data
+ * inputs, outputs, typed attributes, parameter slots, shape inference, FLOP count,
+ * in-place pair, workspace size and its CPU kernels (a plain C reference and a
+ * fast path). Schemas are looked up by name through the registry (a hash table),
+ * never by strcmp chains, so plugins can later add ops the same way.
+ *
+ *     int id;
+ *     const prt_op_schema *conv = prt_op_find(ctx->ops, "conv", &id);
+ *     int a = prt_op_attr_index(conv, "kernel");   // index into node attrs
+ */
+#ifndef PARROTS_OPS_IMPL_H
+#define PARROTS_OPS_IMPL_H
+
+#include "runtime/runtime_impl.h"
+
+/* ---- attributes ------------------------------------------------------- */
+
+typedef enum prt_attr_type {
+    PRT_ATTR_INT,    /* one integer */
+    PRT_ATTR_FLOAT,  /* one number */
+    PRT_ATTR_BOOL,
+    PRT_ATTR_INTS,   /* 1..PRT_ATTR_MAX_INTS integers; a scalar in YAML is a list of one */
+    PRT_ATTR_STRING,
+} prt_attr_type;
+
+#define PRT_ATTR_MAX_INTS 4
+
+typedef struct prt_attr {
+    prt_attr_type type;
+    bool set;        /* given by the user (false: the schema default) */
+    int n;           /* number of ints for PRT_ATTR_INTS */
+    int64_t i[PRT_ATTR_MAX_INTS]; /* INT uses i[0]; BOOL uses i[0] (0/1) */
+    double f;
+    const char *s;   /* STRING: interned in the graph */
+} prt_attr;
+
+typedef struct prt_attr_def {
+    const char *name;
+    prt_attr_type type;
+    bool required;
+    prt_attr def;    /* default when not required */
+    int64_t min;     /* inclusive bound for INT/INTS elements (checked by the frontend) */
+    const char *doc;
+} prt_attr_def;
+
+/* ---- parameters ------------------------------------------------------- */
+
+typedef enum prt_init_kind {
+    PRT_INIT_ZEROS,
+    PRT_INIT_ONES,
+    PRT_INIT_HE_NORMAL,   /* N(0, sqrt(2/fan_in)), fan_in = numel / shape[0] */
+    PRT_INIT_UNIFORM_FAN, /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (bias of linear/conv) */
+} prt_init_kind;
+
+typedef struct prt_param_def {
+    const char *name;      /* "weight", "bias", "scale", "shift", "mean", "var" */
+    bool trainable;        /* false: running statistics (not counted as parameters) */
+    prt_init_kind init;
+} prt_param_def;
+
+/* ---- shape inference -------------------------------------------------- */
+
+typedef struct prt_infer_ctx {
+    prt_context *ctx;
+    const char *node_name;   /* for messages */
+    prt_loc loc;
+    const prt_attr *attrs;   /* schema order */
+    int n_in;
+    const prt_shape *in;     /* data input shapes */
+    prt_dtype in_dtype;
+    int n_out;
+    prt_shape *out;          /* to fill */
+    prt_dtype out_dtype;     /* defaults to in_dtype */
+    int n_params;            /* schema's n_params */
+    prt_shape *params;       /* to fill, one per slot */
+    bool *param_present;     /* to fill: false where the slot is unused (e.g. bias: false) */
+} prt_infer_ctx;
+
+/* Reports a shape error at the node: "file:line:col: layer 'x' (conv): <msg>". */
+prt_status prt_infer_error(const prt_infer_ctx *ic, const char *fmt, ...) PRT_PRINTF(2, 3);
+
+/* ---- kernels ---------------------------------------------------------- */
+
+typedef struct prt_kernel_call {
+    prt_context *ctx;
+    const prt_attr *attrs;         /* schema order */
+    int n_in;                      /* data inputs followed by present params */
+    const prt_tensor *const *in;
+    int n_out;
+    prt_tensor *const *out;
+    void *workspace;
+    size_t workspace_size;
+    void *state;                   /* from prepare; NULL if none */
+    bool training;                 /* batch norm batch statistics, dropout masks */
+    uint64_t rng_key;              /* per-call stream key (dropout) */
+    uint64_t step;                 /* training step, part of the RNG counter */
+} prt_kernel_call;
+
+typedef struct prt_kernel {
+    /* optional: builds per-call state (e.g. a oneDNN primitive) once, before runs.
+     * Shapes and attrs are those of the call; data pointers may be NULL. */
+    prt_status (*prepare)(const prt_kernel_call *c, void **state);
+    prt_status (*run)(const prt_kernel_call *c);
+    void (*release)(void *state); /* optional */
+} prt_kernel;
+
+/* ---- schemas ---------------------------------------------------------- */
+
+#define PRT_MAX_OP_PARAMS 4
+#define PRT_VARIADIC 64 /* max data inputs of a variadic op */
+
+typedef struct prt_op_schema {
+    const char *name;
+    const char *doc;
+    int min_in, max_in;             /* data inputs */
+    int n_out;
+    const prt_attr_def *attrs;
+    int n_attrs;
+    const prt_param_def *params;
+    int n_params;
+    prt_status (*infer)(prt_infer_ctx *ic);
+    /* multiply-adds count as 2 FLOPs; shapes are those after inference */
+    int64_t (*flops)(const prt_infer_ctx *ic);
+    int inplace_in;                 /* data input that may share the output's memory, -1 none */
+    /* optional: workspace bytes for a call with these shapes */
+    size_t (*workspace)(const prt_infer_ctx *ic);
+    prt_kernel ref;                 /* plain C reference: readable, used by tests */
+    prt_kernel fast;                /* production path; run == NULL falls back to ref */
+} prt_op_schema;
+
+/* ---- the registry ----------------------------------------------------- */
+
+/* Creates a registry holding the built-in ops. Caller frees with prt_registry_destroy. */
+prt_status prt_registry_create(prt_context *ctx, prt_registry **out);
+void prt_registry_destroy(prt_context *ctx, prt_registry *r);
+/* Adds a schema (borrowed for the registry's life). Duplicate names are an error. */
+prt_status prt_registry_add(prt_context *ctx, prt_registry *r, const prt_op_schema *s);
+/* By name: the schema and its id, or NULL. */
+const prt_op_schema *prt_op_find(const prt_registry *r, const char *name, int *id);
+/* By id; NULL if out of range. */
+const prt_op_schema *prt_op_get(const prt_registry *r, int id);
+int prt_op_count(const prt_registry *r);
+/* Index of an attribute in the schema, or -1. */
+int prt_op_attr_index(const prt_op_schema *s, const char *name);
+/* Up to max names of registered ops nearest to `name` (edit distance), for
+ * "did you mean" messages; returns how many were written. */
+int prt_op_suggest(const prt_registry *r, const char *name, const char **out, int max);
+/* Edit distance (Levenshtein), shared by every "did you mean". */
+int prt_edit_distance(const char *a, const char *b);
+
+/* The kernel to run: the fast path if present, else the reference. */
+static inline const prt_kernel *prt_op_kernel(const prt_op_schema *s, bool reference) {
+    return (!reference && s->fast.run) ? &s->fast : &s->ref;
+}
+
+/* ---- attribute helpers for kernels and shape functions ----------------- */
+
+static inline int64_t prt_attr_int(const prt_attr *a) { return a->i[0]; }
+static inline double prt_attr_float(const prt_attr *a) { return a->f; }
+static inline bool prt_attr_bool(const prt_attr *a) { return a->i[0] != 0; }
+/* INTS expanded to a pair (h, w): one value means both. */
+void prt_attr_pair(const prt_attr *a, int64_t *h, int64_t *w);
+/* Padding expanded to (top, left, bottom, right): 1 value all, 2 values (h, w),
+ * 4 values as given. */
+void prt_attr_pad4(const prt_attr *a, int64_t pad[4]);
+
+/* Built-in op schemas: one X-macro list (ops/builtin_ops.def) generates the
+ * declarations here and the registry's table. */
+#define X(sym) extern const prt_op_schema prt_op_##sym;
+#include "ops/builtin_ops.def"
+#undef X
+
+#endif

@@ -1,0 +1,16 @@
+/* Helpers shared by the Check suites. */
+#ifndef PARROTS_TEST_UTIL_H
+#define PARROTS_TEST_UTIL_H
+
+#include <check.h>
+
+#include "runtime/graph_impl.h"
+
+/* A context with defaults and a quiet log; fails the test if creation fails. */
+prt_context *tu_context(void);
+/* Path of a file in the source tree ("examples/polynet.yaml"); static buffer. */
+const char *tu_src(const char *rel);
+/* Runs a suite, returns the process exit status (0 when every test passed). */
+int tu_run(Suite *s);
+
+#endif

@@ -1,0 +1,53 @@
+/* The bytecode VM as seen from outside vm/: compile a graph to a program, verify
+ * it, print it, and run it. (vm/vm_impl.h holds the encoding and internals.)
+ *
+ *     prt_program *p;
+ *     PRT_CHECK(prt_vm_compile(g, batch, &p));       // also verifies
+ *     prt_vm *vm;
+ *     PRT_CHECK(prt_vm_create(ctx, p, prt_cpu_device(ctx), NULL, &vm));
+ *     float *x = PRT_F32P(prt_vm_input(vm, 0));       // fill the input
+ *     PRT_CHECK(prt_vm_run(vm));
+ *     const prt_tensor *y = prt_vm_output(vm, 0);
+ *     prt_vm_destroy(vm);  prt_program_destroy(ctx, p);
+ */
+#ifndef PARROTS_VM_API_H
+#define PARROTS_VM_API_H
+
+#include "runtime/graph_impl.h"
+
+typedef struct prt_program prt_program;
+typedef struct prt_vm prt_vm;
+
+typedef struct prt_vm_options {
+    bool reference;   /* run the plain C reference kernels instead of the fast paths */
+    bool training;    /* training-mode forward (batch-norm batch statistics, dropout) */
+} prt_vm_options;
+
+/* Compiles the graph (params bound) for a batch size into a verified program that
+ * does not refer back to the graph. Caller frees with prt_program_destroy. */
+prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out);
+void prt_program_destroy(prt_context *ctx, prt_program *p);
+/* Rejects any malformed program (register and constant bounds, op ids, operand
+ * counts and shapes, jump targets) with a message naming the instruction. */
+prt_status prt_vm_verify(prt_context *ctx, const prt_program *p);
+/* Writes a readable listing of the program. */
+prt_status prt_vm_disasm(prt_context *ctx, const prt_program *p, FILE *out);
+int prt_program_n_instructions(const prt_program *p);
+
+/* Execution state: one tensor per register (allocated on dev, one buffer each
+ * until the memory planner lands), parameters initialised from the RNG, and the
+ * prepared kernel state of every call. opts may be NULL. Caller frees with
+ * prt_vm_destroy. */
+prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev,
+                         const prt_vm_options *opts, prt_vm **out);
+void prt_vm_destroy(prt_vm *vm);
+prt_status prt_vm_run(prt_vm *vm);
+int prt_vm_n_inputs(const prt_vm *vm);
+int prt_vm_n_outputs(const prt_vm *vm);
+/* Borrowed until prt_vm_destroy. */
+prt_tensor *prt_vm_input(prt_vm *vm, int i);
+const prt_tensor *prt_vm_output(const prt_vm *vm, int i);
+/* Tensor of a named value (params included), or NULL. */
+prt_tensor *prt_vm_find(prt_vm *vm, const char *name);
+
+#endif
