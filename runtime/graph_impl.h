@@ -44,6 +44,7 @@ typedef struct prt_node {
     int n_data_in;         /* data inputs; params follow in `in` */
     int n_in;
     int *in;               /* owned: value ids */
+    unsigned param_mask;   /* bit p set: schema param slot p is bound (in slot order after data) */
     int n_out;
     int *out;              /* owned: value ids */
     prt_attr *attrs;       /* owned: schema order, defaults filled in */
@@ -101,10 +102,11 @@ typedef struct prt_infer_scratch {
     bool present[PRT_MAX_OP_PARAMS];
 } prt_infer_scratch;
 void prt_graph_infer_ctx(prt_graph *g, int n, prt_infer_scratch *sc, prt_infer_ctx *ic);
+/* Full shape of a value for the graph's current batch (inputs get the batch prepended). */
+prt_shape prt_graph_value_shape(const prt_graph *g, int id);
 
-/* Fills every PARAM and STATE value of `vals` (indexed by value id) with its
- * initial values from the counter-based RNG: key = hash(name, ctx seed). */
-prt_status prt_graph_init_param(prt_graph *g, int value_id, prt_tensor *t);
+/* Parameter initial values come from prt_param_init (vm/vm_api.h), which needs only
+ * a value's name, init kind and shape, so a program loaded from a file can do it. */
 
 /* A string-keyed hash table of ints (open addressing), used for names. */
 typedef struct prt_strtab prt_strtab;

@@ -180,8 +180,9 @@ typedef struct prt_buffer {
 } prt_buffer;
 
 typedef struct prt_tensor {
-    prt_buffer *buf;     /* NULL for a tensor with no storage yet */
-    size_t offset;       /* bytes from buf->data */
+    void *data;          /* first element; NULL for a tensor with no storage yet */
+    prt_buffer *buf;     /* owner of the storage; NULL for borrowed memory */
+    size_t offset;       /* bytes from buf->data to data */
     prt_dtype dtype;
     prt_shape shape;
     int64_t strides[PRT_MAX_DIMS]; /* in elements */
@@ -190,14 +191,12 @@ typedef struct prt_tensor {
 /* Allocates a contiguous tensor on dev. Caller frees with prt_tensor_release. */
 prt_status prt_tensor_alloc(prt_context *ctx, prt_device *dev, prt_dtype t,
                             const prt_shape *s, prt_tensor *out);
-/* A view on borrowed memory (no ownership). */
+/* A contiguous view on borrowed memory (no ownership; release is a no-op on it). */
 void prt_tensor_wrap(prt_tensor *out, void *data, prt_dtype t, const prt_shape *s);
 void prt_tensor_release(prt_context *ctx, prt_tensor *t);
 void prt_tensor_set_contiguous(prt_tensor *t);
 bool prt_tensor_is_contiguous(const prt_tensor *t);
-static inline void *prt_tensor_data(const prt_tensor *t) {
-    return t->buf ? (char *)t->buf->data + t->offset : NULL;
-}
+static inline void *prt_tensor_data(const prt_tensor *t) { return t->data; }
 #define PRT_F32P(t) ((float *)prt_tensor_data(t))
 
 /* ---- counter-based RNG (Philox4x32-10) --------------------------------- */

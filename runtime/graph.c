@@ -1,0 +1,306 @@
+/* The graph IR: building, parameter binding (with sharing by name), shape
+ * inference for a batch size, and statistics. */
+#include "runtime/graph_impl.h"
+
+#include <string.h>
+
+/* Hostile files must not grow a graph without bound (docs/yaml-format.md, Limits). */
+#define PRT_MAX_GRAPH_NODES 1000000
+
+prt_status prt_graph_new(prt_context *ctx, const char *name, prt_graph **out) {
+    *out = NULL;
+    prt_graph *g = prt_calloc(ctx, 1, sizeof *g);
+    if (!g) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    g->ctx = ctx;
+    g->name = prt_strdup(ctx, name ? name : "net");
+    prt_status st = g->name ? PRT_OK : prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    if (st == PRT_OK) st = prt_strtab_create(ctx, &g->names);
+    if (st == PRT_OK) st = prt_strtab_create(ctx, &g->strings);
+    if (st != PRT_OK) {
+        prt_graph_destroy(g);
+        return st;
+    }
+    *out = g;
+    return PRT_OK;
+}
+
+void prt_graph_destroy(prt_graph *g) {
+    if (!g) return;
+    prt_context *ctx = g->ctx;
+    for (int i = 0; i < g->n_values; i++) prt_free(ctx, g->values[i].name, 0);
+    for (int i = 0; i < g->n_nodes; i++) {
+        prt_node *n = &g->nodes[i];
+        prt_free(ctx, n->name, 0);
+        prt_free(ctx, n->param_path, 0);
+        prt_free(ctx, n->in, 0);
+        prt_free(ctx, n->out, 0);
+        prt_free(ctx, n->attrs, 0);
+    }
+    prt_free(ctx, g->values, 0);
+    prt_free(ctx, g->nodes, 0);
+    prt_free(ctx, g->inputs, 0);
+    prt_free(ctx, g->outputs, 0);
+    prt_strtab_destroy(ctx, g->names);
+    prt_strtab_destroy(ctx, g->strings);
+    prt_free(ctx, g->name, 0);
+    prt_free(ctx, g, sizeof *g);
+}
+
+const char *prt_graph_intern(prt_graph *g, const char *s) {
+    const char *k = prt_strtab_key(g->strings, s);
+    if (k) return k;
+    if (prt_strtab_put(g->ctx, g->strings, s, 0, NULL) != PRT_OK) return NULL;
+    return prt_strtab_key(g->strings, s);
+}
+
+int prt_graph_find_value(const prt_graph *g, const char *name) {
+    int id;
+    return prt_strtab_get(g->names, name, &id) ? id : -1;
+}
+
+static prt_status new_value(prt_graph *g, const char *name, prt_value_kind kind, prt_loc loc, int *id) {
+    prt_context *ctx = g->ctx;
+    int existing;
+    PRT_CHECK(prt_grow(ctx, (void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values));
+    prt_status st = prt_strtab_put(ctx, g->names, name, g->n_values, &existing);
+    if (st == PRT_ERR_INVALID) {
+        prt_loc w = g->values[existing].loc;
+        if (w.line > 0)
+            return prt_error(ctx, PRT_ERR_SCHEMA, "tensor name '%s' is already used (at %s:%d:%d)", name,
+                             w.file, w.line, w.col);
+        return prt_error(ctx, PRT_ERR_SCHEMA, "tensor name '%s' is already used", name);
+    }
+    PRT_CHECK(st);
+    prt_value *v = &g->values[g->n_values];
+    memset(v, 0, sizeof *v);
+    v->name = prt_strdup(ctx, name);
+    if (!v->name) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    v->kind = kind;
+    v->dtype = PRT_F32;
+    v->producer = -1;
+    v->loc = loc;
+    *id = g->n_values++;
+    return PRT_OK;
+}
+
+prt_status prt_graph_add_input(prt_graph *g, const char *name, const prt_shape *per_sample, prt_dtype t,
+                               prt_loc loc, int *id) {
+    if (per_sample->ndim < 1 || per_sample->ndim >= PRT_MAX_DIMS)
+        return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s' must have 1 to %d dimensions, not %d", name,
+                         PRT_MAX_DIMS - 1, per_sample->ndim);
+    int64_t numel;
+    PRT_CHECK(prt_shape_numel(g->ctx, per_sample, &numel));
+    for (int i = 0; i < per_sample->ndim; i++)
+        if (per_sample->d[i] < 1)
+            return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s': dimension %d is %lld, expected >= 1", name, i,
+                             (long long)per_sample->d[i]);
+    PRT_CHECK(prt_grow(g->ctx, (void **)&g->inputs, &(int){g->n_inputs}, g->n_inputs + 1, sizeof(int)));
+    PRT_CHECK(new_value(g, name, PRT_VAL_INPUT, loc, id));
+    g->values[*id].shape = *per_sample;
+    g->values[*id].dtype = t;
+    g->inputs[g->n_inputs++] = *id;
+    return PRT_OK;
+}
+
+prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char *param_path,
+                              const int *inputs, int n_inputs, const prt_attr *attrs, prt_loc loc,
+                              int *node_id) {
+    prt_context *ctx = g->ctx;
+    const prt_op_schema *s = prt_op_get(ctx->ops, op);
+    if (!s) return prt_error(ctx, PRT_ERR_INTERNAL, "op id %d is not registered", op);
+    if (g->n_nodes >= PRT_MAX_GRAPH_NODES)
+        return prt_error(ctx, PRT_ERR_LIMIT, "the graph has more than %d nodes", PRT_MAX_GRAPH_NODES);
+    if (n_inputs < s->min_in || n_inputs > s->max_in) {
+        if (s->min_in == s->max_in)
+            return prt_error(ctx, PRT_ERR_SCHEMA, "layer '%s' (%s) takes %d input%s, got %d", name, s->name,
+                             s->min_in, s->min_in == 1 ? "" : "s", n_inputs);
+        return prt_error(ctx, PRT_ERR_SCHEMA, "layer '%s' (%s) takes %d to %d inputs, got %d", name, s->name,
+                         s->min_in, s->max_in, n_inputs);
+    }
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i] < 0 || inputs[i] >= g->n_values)
+            return prt_error(ctx, PRT_ERR_INTERNAL, "layer '%s': input value %d does not exist", name, inputs[i]);
+    PRT_CHECK(prt_grow(ctx, (void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes));
+    prt_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->loc = loc;
+    n->n_data_in = n->n_in = n_inputs;
+    n->name = prt_strdup(ctx, name);
+    n->param_path = prt_strdup(ctx, param_path ? param_path : name);
+    n->in = prt_calloc(ctx, (size_t)n_inputs + PRT_MAX_OP_PARAMS, sizeof(int));
+    n->out = prt_calloc(ctx, (size_t)s->n_out, sizeof(int));
+    n->attrs = prt_calloc(ctx, s->n_attrs ? (size_t)s->n_attrs : 1, sizeof(prt_attr));
+    int id = g->n_nodes++; /* counted now so destroy frees a half-built node */
+    if (!n->name || !n->param_path || !n->in || !n->out || !n->attrs)
+        return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    memcpy(n->in, inputs, (size_t)n_inputs * sizeof(int));
+    if (s->n_attrs) memcpy(n->attrs, attrs, (size_t)s->n_attrs * sizeof(prt_attr));
+    for (int k = 0; k < s->n_out; k++) {
+        char oname[1024];
+        if (s->n_out == 1)
+            snprintf(oname, sizeof oname, "%s", name);
+        else
+            snprintf(oname, sizeof oname, "%s:%d", name, k);
+        int v;
+        PRT_CHECK(new_value(g, oname, PRT_VAL_ACT, loc, &v));
+        n = &g->nodes[id];
+        g->values[v].producer = id;
+        n->out[k] = v;
+        n->n_out = k + 1;
+    }
+    if (node_id) *node_id = id;
+    return PRT_OK;
+}
+
+prt_status prt_graph_set_outputs(prt_graph *g, const int *ids, int n) {
+    int *o = prt_calloc(g->ctx, n > 0 ? (size_t)n : 1, sizeof(int));
+    if (!o) return prt_error(g->ctx, PRT_ERR_NOMEM, "out of memory");
+    memcpy(o, ids, (size_t)n * sizeof(int));
+    prt_free(g->ctx, g->outputs, 0);
+    g->outputs = o;
+    g->n_outputs = n;
+    return PRT_OK;
+}
+
+prt_shape prt_graph_value_shape(const prt_graph *g, int id) {
+    const prt_value *v = &g->values[id];
+    if (v->kind != PRT_VAL_INPUT) return v->shape;
+    prt_shape s = {.ndim = v->shape.ndim + 1};
+    s.d[0] = g->batch ? g->batch : 1;
+    for (int i = 0; i < v->shape.ndim; i++) s.d[i + 1] = v->shape.d[i];
+    return s;
+}
+
+void prt_graph_infer_ctx(prt_graph *g, int n, prt_infer_scratch *sc, prt_infer_ctx *ic) {
+    const prt_node *nd = &g->nodes[n];
+    const prt_op_schema *s = prt_op_get(g->ctx->ops, nd->op);
+    memset(ic, 0, sizeof *ic);
+    ic->ctx = g->ctx;
+    ic->node_name = nd->name;
+    ic->loc = nd->loc;
+    ic->attrs = nd->attrs;
+    ic->n_in = nd->n_data_in;
+    for (int i = 0; i < nd->n_data_in; i++) sc->in[i] = prt_graph_value_shape(g, nd->in[i]);
+    ic->in = sc->in;
+    ic->in_dtype = nd->n_data_in ? g->values[nd->in[0]].dtype : PRT_F32;
+    ic->out_dtype = ic->in_dtype;
+    ic->n_out = s->n_out;
+    for (int k = 0; k < nd->n_out; k++) sc->out[k] = g->values[nd->out[k]].shape;
+    ic->out = sc->out;
+    ic->n_params = s->n_params;
+    for (int p = 0, k = nd->n_data_in; p < s->n_params; p++) {
+        sc->present[p] = (nd->param_mask >> p) & 1u;
+        sc->params[p].ndim = 0;
+        if (sc->present[p] && k < nd->n_in) sc->params[p] = g->values[nd->in[k++]].shape;
+    }
+    ic->params = sc->params;
+    ic->param_present = sc->present;
+}
+
+/* Runs the op's shape function on node n and stores the output shapes. */
+static prt_status infer_node(prt_graph *g, int n, prt_infer_scratch *sc, prt_infer_ctx *ic) {
+    const prt_op_schema *s = prt_op_get(g->ctx->ops, g->nodes[n].op);
+    prt_graph_infer_ctx(g, n, sc, ic);
+    for (int k = 0; k < s->n_out; k++) sc->out[k].ndim = -1;
+    PRT_CHECK(s->infer(ic));
+    for (int k = 0; k < s->n_out; k++) {
+        int64_t numel;
+        prt_status st = prt_shape_numel(g->ctx, &sc->out[k], &numel);
+        if (st != PRT_OK) {
+            const prt_node *nd = &g->nodes[n];
+            if (nd->loc.line > 0)
+                return prt_error_prefix(g->ctx, st, "%s:%d:%d: layer '%s' (%s)", nd->loc.file, nd->loc.line,
+                                        nd->loc.col, nd->name, s->name);
+            return prt_error_prefix(g->ctx, st, "layer '%s' (%s)", nd->name, s->name);
+        }
+        g->values[g->nodes[n].out[k]].shape = sc->out[k];
+        g->values[g->nodes[n].out[k]].dtype = ic->out_dtype;
+    }
+    return PRT_OK;
+}
+
+static prt_status bind_node_params(prt_graph *g, int n, const prt_infer_scratch *sc) {
+    prt_context *ctx = g->ctx;
+    const prt_op_schema *s = prt_op_get(ctx->ops, g->nodes[n].op);
+    for (int p = 0; p < s->n_params; p++) {
+        if (!sc->present[p]) continue;
+        prt_node *nd = &g->nodes[n];
+        char pname[1024];
+        snprintf(pname, sizeof pname, "%s.%s", nd->param_path, s->params[p].name);
+        prt_value_kind kind = s->params[p].trainable ? PRT_VAL_PARAM : PRT_VAL_STATE;
+        int id = prt_graph_find_value(g, pname);
+        if (id >= 0) {
+            const prt_value *v = &g->values[id];
+            char a[160], b[160];
+            if (v->kind != kind || !prt_shape_eq(&v->shape, &sc->params[p])) {
+                prt_shape_str(&sc->params[p], a, sizeof a);
+                prt_shape_str(&v->shape, b, sizeof b);
+                return prt_error(ctx, PRT_ERR_SHAPE,
+                                 "%s:%d:%d: layer '%s' (%s): shared parameter '%s' has shape %s here but %s "
+                                 "where it was first used (%s:%d:%d)",
+                                 nd->loc.file ? nd->loc.file : "?", nd->loc.line, nd->loc.col, nd->name,
+                                 s->name, pname, a, b, v->loc.file ? v->loc.file : "?", v->loc.line, v->loc.col);
+            }
+        } else {
+            PRT_CHECK(new_value(g, pname, kind, nd->loc, &id));
+            g->values[id].shape = sc->params[p];
+            g->values[id].init = s->params[p].init;
+            nd = &g->nodes[n];
+        }
+        nd = &g->nodes[n];
+        nd->in[nd->n_in++] = id;
+        nd->param_mask |= 1u << p;
+    }
+    return PRT_OK;
+}
+
+prt_status prt_graph_bind_params(prt_graph *g) {
+    if (g->params_bound) return PRT_OK;
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    g->batch = 1;
+    for (int n = 0; n < g->n_nodes; n++) {
+        PRT_CHECK(infer_node(g, n, &sc, &ic));
+        PRT_CHECK(bind_node_params(g, n, &sc));
+    }
+    g->params_bound = true;
+    return PRT_OK;
+}
+
+prt_status prt_graph_infer(prt_graph *g, int64_t batch) {
+    if (!g->params_bound) PRT_CHECK(prt_graph_bind_params(g));
+    if (batch < 1 || batch > (1 << 24))
+        return prt_error(g->ctx, PRT_ERR_INVALID, "batch size %lld is out of range (1 to 16777216)",
+                         (long long)batch);
+    if (g->batch == batch) return PRT_OK;
+    g->batch = batch;
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    for (int n = 0; n < g->n_nodes; n++) PRT_CHECK(infer_node(g, n, &sc, &ic));
+    return PRT_OK;
+}
+
+prt_status prt_graph_stats_get(prt_graph *g, prt_graph_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!g->params_bound) PRT_CHECK(prt_graph_bind_params(g));
+    out->n_nodes = g->n_nodes;
+    for (int i = 0; i < g->n_values; i++) {
+        const prt_value *v = &g->values[i];
+        if (v->kind == PRT_VAL_PARAM) {
+            out->params += prt_shape_count(&v->shape);
+            out->n_param_tensors++;
+        } else if (v->kind == PRT_VAL_STATE) {
+            out->state += prt_shape_count(&v->shape);
+        }
+    }
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const prt_op_schema *s = prt_op_get(g->ctx->ops, g->nodes[n].op);
+        if (!s->flops) continue;
+        prt_graph_infer_ctx(g, n, &sc, &ic);
+        out->flops += s->flops(&ic);
+    }
+    return PRT_OK;
+}
