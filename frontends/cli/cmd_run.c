@@ -1,0 +1,129 @@
+/* `parrots run`: forward on a batch of random or given input, with a summary of
+ * the output and the timing. */
+#include "frontends/cli/cli_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Reads exactly n floats (raw little-endian f32) from path into dst. */
+static prt_status read_input(prt_context *ctx, const char *path, float *dst, int64_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return prt_error(ctx, PRT_ERR_IO, "%s: cannot open input file", path);
+    size_t got = fread(dst, sizeof(float), (size_t)n, f);
+    int extra = fgetc(f);
+    fclose(f);
+    if (got != (size_t)n || extra != EOF)
+        return prt_error(ctx, PRT_ERR_INVALID,
+                         "%s: expected exactly %lld float32 values (%lld bytes) for the input batch, the file %s",
+                         path, (long long)n, (long long)n * 4, got != (size_t)n ? "is shorter" : "is longer");
+    return PRT_OK;
+}
+
+static void summarise(const prt_tensor *t, const char *name) {
+    const float *y = PRT_F32P(t);
+    int64_t n = prt_shape_count(&t->shape);
+    double sum = 0, sq = 0, mn = INFINITY, mx = -INFINITY;
+    int64_t nonfinite = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = y[i];
+        if (!isfinite(v)) {
+            nonfinite++;
+            continue;
+        }
+        sum += v, sq += v * v;
+        if (v < mn) mn = v;
+        if (v > mx) mx = v;
+    }
+    double mean = n ? sum / (double)n : 0, var = n ? sq / (double)n - mean * mean : 0;
+    char sh[160];
+    printf("output    %s %s  mean %.6g  std %.6g  min %.6g  max %.6g%s\n", name,
+           prt_shape_str(&t->shape, sh, sizeof sh), mean, sqrt(var > 0 ? var : 0), mn, mx,
+           nonfinite ? "  (non-finite values!)" : "");
+    if (t->shape.ndim == 2) {
+        int64_t b = t->shape.d[0], c = t->shape.d[1];
+        printf("argmax   ");
+        for (int64_t i = 0; i < b && i < 8; i++) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < c; j++)
+                if (y[i * c + j] > y[i * c + best]) best = j;
+            printf(" %lld", (long long)best);
+        }
+        printf("%s\n", b > 8 ? " ..." : "");
+    }
+}
+
+int cli_run(int argc, char **argv) {
+    bool verbose = false, reference = false;
+    long long batch = 1, iters = 10, warmup = 2, seed = 0;
+    const char *input = NULL;
+    const cli_opt opts[] = {
+        {"--batch", CLI_INT, "N", "batch size (default 1)", &batch},
+        {"--iters", CLI_INT, "K", "timed forward passes (default 10)", &iters},
+        {"--warmup", CLI_INT, "W", "untimed passes first (default 2)", &warmup},
+        {"--input", CLI_STRING, "FILE", "raw float32 input batch (default: random normal data)", &input},
+        {"--seed", CLI_INT, "S", "seed of parameters and random input (default 0x5eed)", &seed},
+        {"--reference", CLI_FLAG, NULL, "use the plain C reference kernels (slow; for checking)", &reference},
+        {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
+        {0},
+    };
+    const char *pos[1];
+    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] NET.yaml", opts, argc, argv, pos, 1, 1);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+    if (batch < 1 || iters < 1) {
+        fprintf(stderr, "parrots run: --batch and --iters must be at least 1\n");
+        return CLI_USAGE;
+    }
+    prt_context_options co = {.struct_size = sizeof co,
+                              .log_level = verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
+                              .seed = (uint64_t)seed};
+    prt_context *ctx;
+    prt_status s = prt_context_create(&co, &ctx);
+    if (s != PRT_OK) return cli_fail("run", NULL, s);
+    prt_graph *g = NULL;
+    prt_program *p = NULL;
+    prt_vm *vm = NULL;
+    double *times = calloc((size_t)iters, sizeof *times);
+    prt_vm_options vo = {.reference = reference};
+    if (!times) {
+        s = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
+    PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
+    PRT_CHECK_GOTO(prt_vm_create(ctx, p, prt_cpu_device(ctx), &vo, &vm), s, done);
+    for (int i = 0; i < prt_vm_n_inputs(vm); i++) {
+        prt_tensor *x = prt_vm_input(vm, i);
+        int64_t n = prt_shape_count(&x->shape);
+        if (input && i == 0)
+            PRT_CHECK_GOTO(read_input(ctx, input, PRT_F32P(x), n), s, done);
+        else
+            prt_rng_fill_normal(prt_hash_str("input", ctx->seed + (uint64_t)i), PRT_F32P(x), n, 0.0f, 1.0f);
+    }
+    fprintf(stderr, "running %s: batch %lld, %d instructions, %s kernels, %lld warm-up + %lld timed passes\n",
+            g->name, batch, prt_program_n_instructions(p), reference ? "reference" : "fast", warmup, iters);
+    for (long long i = 0; i < warmup; i++) PRT_CHECK_GOTO(prt_vm_run(vm), s, done);
+    for (long long i = 0; i < iters; i++) {
+        double t0 = prt_now();
+        PRT_CHECK_GOTO(prt_vm_run(vm), s, done);
+        times[i] = prt_now() - t0;
+    }
+    for (int i = 0; i < prt_vm_n_outputs(vm); i++) summarise(prt_vm_output(vm, i), g->values[g->outputs[i]].name);
+    qsort(times, (size_t)iters, sizeof *times, cmp_double);
+    double med = times[iters / 2];
+    printf("time      median %.3f ms, min %.3f ms per batch of %lld over %lld passes; %.1f images/s\n", 1e3 * med,
+           1e3 * times[0], batch, iters, (double)batch / med);
+done:
+    rc = s == PRT_OK ? CLI_OK : cli_fail("run", ctx, s);
+    free(times);
+    prt_vm_destroy(vm);
+    prt_program_destroy(ctx, p);
+    prt_graph_destroy(g);
+    prt_context_destroy(ctx);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* `parrots`: the command-line entry point and the command table. */
+#include "frontends/cli/cli_impl.h"
+
+#include <string.h>
+
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"check", cli_check, "validate a network and print its layers, parameters and FLOPs"},
+    {"compile", cli_compile, "compile a network to a verified bytecode program and summarise it"},
+    {"disasm", cli_disasm, "print the bytecode program of a network"},
+    {"run", cli_run, "run a network forward on a batch and time it"},
+};
+#define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: parrots COMMAND [options] NET.yaml\n\n"
+            "Parrots compiles networks written as YAML graphs to verified bytecode programs and runs them.\n\n"
+            "commands:\n");
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\n'parrots COMMAND --help' describes a command's options.\n"
+            "Exit status: 0 success, 1 runtime failure, 2 bad usage or input.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("parrots %d.%d.%d\n", PRT_VERSION_MAJOR, PRT_VERSION_MINOR, PRT_VERSION_PATCH);
+        return CLI_OK;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
+    const char *best = NULL;
+    int bestd = 3;
+    for (int i = 0; i < N_COMMANDS; i++) {
+        int d = prt_edit_distance(cmd, commands[i].name);
+        if (d < bestd) bestd = d, best = commands[i].name;
+    }
+    if (best)
+        fprintf(stderr, "parrots: unknown command '%s' (did you mean '%s'?)\n", cmd, best);
+    else
+        fprintf(stderr, "parrots: unknown command '%s'; 'parrots --help' lists the commands\n", cmd);
+    return CLI_USAGE;
+}

@@ -1,0 +1,111 @@
+/* Option parsing and the helpers every command shares. */
+#include "frontends/cli/cli_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_print_help(FILE *f, const char *cmd, const char *usage, const cli_opt *opts) {
+    fprintf(f, "usage: parrots %s %s\n\noptions:\n", cmd, usage);
+    for (const cli_opt *o = opts; o->name; o++) {
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "  %-22s %s\n", left, o->help);
+    }
+    fprintf(f, "  %-22s %s\n", "--help", "show this help");
+}
+
+static const cli_opt *find_opt(const cli_opt *opts, const char *name) {
+    for (const cli_opt *o = opts; o->name; o++)
+        if (!strcmp(o->name, name)) return o;
+    return NULL;
+}
+
+int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc, char **argv,
+              const char **pos, int max_pos, int min_pos) {
+    int npos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            cli_print_help(stdout, cmd, usage, opts);
+            return -1;
+        }
+        if (a[0] == '-' && a[1] == '-') {
+            char name[64];
+            const char *eq = strchr(a, '=');
+            size_t len = eq ? (size_t)(eq - a) : strlen(a);
+            if (len >= sizeof name) len = sizeof name - 1;
+            memcpy(name, a, len);
+            name[len] = '\0';
+            const cli_opt *o = find_opt(opts, name);
+            if (!o) {
+                const char *best = NULL;
+                int bestd = 3;
+                for (const cli_opt *c = opts; c->name; c++) {
+                    int d = prt_edit_distance(name, c->name);
+                    if (d < bestd) bestd = d, best = c->name;
+                }
+                if (best)
+                    fprintf(stderr, "parrots %s: unknown option '%s' (did you mean '%s'?)\n", cmd, name, best);
+                else
+                    fprintf(stderr, "parrots %s: unknown option '%s' (see 'parrots %s --help')\n", cmd, name, cmd);
+                return CLI_USAGE;
+            }
+            if (o->kind == CLI_FLAG) {
+                if (eq) {
+                    fprintf(stderr, "parrots %s: option '%s' takes no value\n", cmd, name);
+                    return CLI_USAGE;
+                }
+                *(bool *)o->dest = true;
+                continue;
+            }
+            const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!val) {
+                fprintf(stderr, "parrots %s: option '%s' needs a value (%s)\n", cmd, name, o->arg);
+                return CLI_USAGE;
+            }
+            if (o->kind == CLI_STRING) {
+                *(const char **)o->dest = val;
+            } else {
+                char *end;
+                errno = 0;
+                long long v = strtoll(val, &end, 10);
+                if (errno || end == val || *end || v < 0) {
+                    fprintf(stderr, "parrots %s: option '%s' expects a non-negative integer, got '%s'\n", cmd,
+                            name, val);
+                    return CLI_USAGE;
+                }
+                *(long long *)o->dest = v;
+            }
+            continue;
+        }
+        if (npos >= max_pos) {
+            fprintf(stderr, "parrots %s: unexpected argument '%s' (usage: parrots %s %s)\n", cmd, a, cmd, usage);
+            return CLI_USAGE;
+        }
+        pos[npos++] = a;
+    }
+    if (npos < min_pos) {
+        fprintf(stderr, "parrots %s: missing argument (usage: parrots %s %s)\n", cmd, cmd, usage);
+        return CLI_USAGE;
+    }
+    for (int k = npos; k < max_pos; k++) pos[k] = NULL;
+    return CLI_OK;
+}
+
+int cli_fail(const char *cmd, prt_context *ctx, prt_status st) {
+    const char *msg = ctx ? prt_last_error(ctx) : "";
+    fprintf(stderr, "parrots %s: %s\n", cmd, *msg ? msg : prt_status_str(st));
+    return prt_status_exit_code(st) == 2 ? CLI_USAGE : CLI_FAIL;
+}
+
+prt_status cli_context(bool verbose, prt_context **out) {
+    prt_context_options o = {.struct_size = sizeof o, .log_level = verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO};
+    prt_status st = prt_context_create(&o, out);
+    if (st != PRT_OK) fprintf(stderr, "parrots: cannot create a context: %s\n", prt_status_str(st));
+    return st;
+}
+
+prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out) {
+    return prt_graph_load_yaml(ctx, path, out);
+}

@@ -1,0 +1,295 @@
+/* VM internals: the instruction encoding, the program (code, constants, registers,
+ * op table), the builder used by the compiler, tests and benches, and the
+ * interpreter's state. Only vm/, tests and benches include this; everyone else
+ * sees vm/vm_api.h.
+ *
+ *     prt_program *p;
+ *     PRT_CHECK(prt_program_new(ctx, "demo", 1, &p));
+ *     int r, k, pc;
+ *     PRT_CHECK(prt_program_add_counter(ctx, p, "i", &r));
+ *     PRT_CHECK(prt_program_add_int(ctx, p, 10, &k));
+ *     PRT_CHECK(prt_program_emit(ctx, p, prt_vm_ins_seti(r, k), &pc));
+ *     PRT_CHECK(prt_program_emit(ctx, p, prt_vm_ins_n(PRT_OP_NOP), &pc));
+ *     PRT_CHECK(prt_program_emit(ctx, p, prt_vm_ins_loop(r, -2), &pc));
+ *     PRT_CHECK(prt_program_emit(ctx, p, prt_vm_ins_n(PRT_OP_HALT), &pc));
+ *     PRT_CHECK(prt_vm_verify(ctx, p));
+ */
+#ifndef PARROTS_VM_IMPL_H
+#define PARROTS_VM_IMPL_H
+
+#include "vm/vm_api.h"
+
+/* ---- opcodes ---------------------------------------------------------- */
+
+typedef enum prt_opcode {
+#define X(name, fmt, desc) PRT_OP_##name,
+#include "vm/opcodes.def"
+#undef X
+    PRT_OP_COUNT
+} prt_opcode;
+
+/* ---- instruction encoding ----------------------------------------------
+ *
+ * Every instruction is one 64-bit word:
+ *
+ *   63                               32 31                       8 7          0
+ *  +-----------------------------------+--------------------------+-----------+
+ *  |                 X                 |            A             |  opcode   |
+ *  +-----------------------------------+--------------------------+-----------+
+ *          32 bits: Bx (unsigned)              24 bits (unsigned)     8 bits
+ *               or sX (signed)
+ *
+ * A names a counter register or a jump mode; X is a constant-pool index, an
+ * absolute target (Bx) or a relative offset counted from the next instruction (sX).
+ * Kernel calls keep their operand lists in the constant pool, so one word holds any
+ * call however many tensors it reads. Fields an opcode's format does not use are 0
+ * (the verifier insists, so every program has one encoding).
+ *
+ * Formats: F(NAME, A operand, X operand, "description")
+ */
+#define PRT_VM_FORMATS(F)                                                      \
+    F(N,  PRT_VM_A_UNUSED,  PRT_VM_X_UNUSED, "no operands")                     \
+    F(C,  PRT_VM_A_UNUSED,  PRT_VM_X_CALL,   "X: call-descriptor constant")     \
+    F(J,  PRT_VM_A_JMODE,   PRT_VM_X_JUMP,   "A: 0 relative / 1 absolute; X: target") \
+    F(RJ, PRT_VM_A_COUNTER, PRT_VM_X_REL,    "A: counter register; sX: relative target") \
+    F(RI, PRT_VM_A_COUNTER, PRT_VM_X_INT,    "A: counter register; X: integer constant")
+
+typedef enum prt_vm_a_kind {
+    PRT_VM_A_UNUSED,
+    PRT_VM_A_JMODE,   /* PRT_VM_JMP_REL or PRT_VM_JMP_ABS */
+    PRT_VM_A_COUNTER, /* a counter register */
+} prt_vm_a_kind;
+
+typedef enum prt_vm_x_kind {
+    PRT_VM_X_UNUSED,
+    PRT_VM_X_CALL,    /* Bx: constant of kind PRT_CONST_CALL */
+    PRT_VM_X_INT,     /* Bx: constant of kind PRT_CONST_INT */
+    PRT_VM_X_JUMP,    /* sX or Bx, as A says */
+    PRT_VM_X_REL,     /* sX */
+} prt_vm_x_kind;
+
+typedef enum prt_vm_format {
+#define F(name, a, x, desc) PRT_VM_FMT_##name,
+    PRT_VM_FORMATS(F)
+#undef F
+    PRT_VM_FMT_COUNT
+} prt_vm_format;
+
+typedef struct prt_vm_format_info {
+    const char *name;
+    prt_vm_a_kind a;
+    prt_vm_x_kind x;
+    const char *doc;
+} prt_vm_format_info;
+
+enum { PRT_VM_JMP_REL = 0, PRT_VM_JMP_ABS = 1 };
+
+typedef uint64_t prt_instr;
+
+#define PRT_VM_A_BITS 24
+#define PRT_VM_A_MAX ((1u << PRT_VM_A_BITS) - 1)
+
+/* Tables generated from vm/opcodes.def (vm/opcodes.c). */
+extern const char *const prt_vm_op_names[PRT_OP_COUNT];
+extern const char *const prt_vm_op_docs[PRT_OP_COUNT];
+extern const prt_vm_format prt_vm_op_formats[PRT_OP_COUNT];
+extern const prt_vm_format_info prt_vm_formats[PRT_VM_FMT_COUNT];
+
+/* Raw fields, for code that must cope with any word (the verifier, disassembler). */
+#define PRT_VM_RAW_OP(i) ((unsigned)((i) & 0xffu))
+#define PRT_VM_RAW_A(i) ((uint32_t)(((i) >> 8) & PRT_VM_A_MAX))
+#define PRT_VM_RAW_X(i) ((uint32_t)((i) >> 32))
+#define PRT_VM_RAW_SX(i) ((int32_t)PRT_VM_RAW_X(i))
+
+/* Checked accessors (Lua's GETARG_*): in debug builds they assert that the
+ * opcode's format has the field, catching interpreter code that reads an operand
+ * its instruction does not carry. Release builds compile them to a shift. */
+#ifndef NDEBUG
+#define prt_vm_check_exp(c, e) ((c) ? (void)0 : prt_assert_fail(#c, __FILE__, __LINE__), (e))
+#else
+#define prt_vm_check_exp(c, e) (e)
+#endif
+#define prt_vm_fmt_of(i) prt_vm_formats[prt_vm_op_formats[PRT_VM_RAW_OP(i)]]
+#define prt_vm_valid_op(i) (PRT_VM_RAW_OP(i) < PRT_OP_COUNT)
+
+#define PRT_VM_GET_OP(i) ((prt_opcode)prt_vm_check_exp(prt_vm_valid_op(i), PRT_VM_RAW_OP(i)))
+#define PRT_VM_GET_A(i)                                                        \
+    prt_vm_check_exp(prt_vm_valid_op(i) && prt_vm_fmt_of(i).a != PRT_VM_A_UNUSED, \
+                     PRT_VM_RAW_A(i))
+#define PRT_VM_GET_BX(i)                                                       \
+    prt_vm_check_exp(prt_vm_valid_op(i) && (prt_vm_fmt_of(i).x == PRT_VM_X_CALL || \
+                                            prt_vm_fmt_of(i).x == PRT_VM_X_INT ||  \
+                                            prt_vm_fmt_of(i).x == PRT_VM_X_JUMP),  \
+                     PRT_VM_RAW_X(i))
+#define PRT_VM_GET_SX(i)                                                       \
+    prt_vm_check_exp(prt_vm_valid_op(i) && (prt_vm_fmt_of(i).x == PRT_VM_X_REL ||  \
+                                            prt_vm_fmt_of(i).x == PRT_VM_X_JUMP),  \
+                     PRT_VM_RAW_SX(i))
+
+static inline prt_instr prt_vm_ins(prt_opcode op, uint32_t a, uint32_t x) {
+    return (prt_instr)op | ((prt_instr)(a & PRT_VM_A_MAX) << 8) | ((prt_instr)x << 32);
+}
+static inline prt_instr prt_vm_ins_n(prt_opcode op) { return prt_vm_ins(op, 0, 0); }
+static inline prt_instr prt_vm_ins_call(int k) { return prt_vm_ins(PRT_OP_CALL, 0, (uint32_t)k); }
+/* Relative offsets count from the next instruction: -1 jumps to itself. */
+static inline prt_instr prt_vm_ins_jmp_rel(int32_t off) {
+    return prt_vm_ins(PRT_OP_JMP, PRT_VM_JMP_REL, (uint32_t)off);
+}
+static inline prt_instr prt_vm_ins_jmp_abs(int target) {
+    return prt_vm_ins(PRT_OP_JMP, PRT_VM_JMP_ABS, (uint32_t)target);
+}
+static inline prt_instr prt_vm_ins_loop(int counter, int32_t off) {
+    return prt_vm_ins(PRT_OP_LOOP, (uint32_t)counter, (uint32_t)off);
+}
+static inline prt_instr prt_vm_ins_seti(int counter, int k) {
+    return prt_vm_ins(PRT_OP_SETI, (uint32_t)counter, (uint32_t)k);
+}
+
+/* ---- the program -------------------------------------------------------- */
+
+/* Register kinds. Tensor registers mirror graph values; counters are scalar
+ * integers for loop control and have no tensor. */
+typedef enum prt_reg_kind {
+    PRT_REG_INPUT,   /* fed by the caller */
+    PRT_REG_PARAM,   /* trainable, initialised at VM creation */
+    PRT_REG_STATE,   /* persistent, non-trainable (BN running statistics) */
+    PRT_REG_ACT,     /* written by a CALL */
+    PRT_REG_COUNTER, /* int64 loop counter (SETI, LOOP) */
+    PRT_REG_KIND_COUNT
+} prt_reg_kind;
+
+const char *prt_reg_kind_name(prt_reg_kind k); /* "input", ...; "?" if unknown */
+
+typedef struct prt_reg {
+    char *name;          /* owned; the graph value's name */
+    prt_reg_kind kind;
+    prt_dtype dtype;
+    prt_shape shape;     /* with the batch applied; counters: ndim 0 */
+    prt_init_kind init;  /* PARAM and STATE */
+} prt_reg;
+
+/* An op the program uses. Programs store names so that a program saved to a file
+ * still means the same op when the registry numbers ops differently. */
+typedef struct prt_prog_op {
+    char *name;          /* owned */
+    int id;              /* registry id after prt_program_resolve; -1 before */
+} prt_prog_op;
+
+typedef struct prt_call_desc {
+    int op;              /* index into the program's op table */
+    char *node;          /* owned: node name, for messages and RNG keys */
+    int n_data_in;       /* data inputs; present params follow in `in` */
+    int n_in;
+    int *in;             /* owned: register indices */
+    int n_out;
+    int *out;            /* owned: register indices */
+    int n_attrs;
+    prt_attr *attrs;     /* owned, schema order; STRING values owned too */
+} prt_call_desc;
+
+typedef enum prt_const_kind {
+    PRT_CONST_CALL,
+    PRT_CONST_INT,
+    PRT_CONST_KIND_COUNT
+} prt_const_kind;
+
+typedef struct prt_const {
+    prt_const_kind kind;
+    union {
+        prt_call_desc call;
+        int64_t i;
+    };
+} prt_const;
+
+struct prt_program {
+    char *name;          /* owned */
+    int64_t batch;
+    prt_instr *code;
+    int n_code, cap_code;
+    prt_const *k;
+    int n_k, cap_k;
+    prt_reg *regs;
+    int n_regs, cap_regs;
+    prt_prog_op *ops;
+    int n_ops, cap_ops;
+    int *inputs;         /* owned: input registers, in the graph's input order */
+    int n_inputs;
+    int *outputs;        /* owned */
+    int n_outputs;
+};
+
+/* ---- building programs (vm/program.c) ----------------------------------- */
+
+/* An empty program. Caller frees with prt_program_destroy. */
+prt_status prt_program_new(prt_context *ctx, const char *name, int64_t batch, prt_program **out);
+/* Appends an instruction; *pc (may be NULL) gets its index. */
+prt_status prt_program_emit(prt_context *ctx, prt_program *p, prt_instr ins, int *pc);
+/* Adds a tensor register (name copied). */
+prt_status prt_program_add_reg(prt_context *ctx, prt_program *p, const char *name,
+                               prt_reg_kind kind, prt_dtype t, const prt_shape *s,
+                               prt_init_kind init, int *reg);
+prt_status prt_program_add_counter(prt_context *ctx, prt_program *p, const char *name, int *reg);
+prt_status prt_program_add_int(prt_context *ctx, prt_program *p, int64_t v, int *k);
+/* The op-table index of op `name`, adding it (unresolved) if new. */
+prt_status prt_program_add_op(prt_context *ctx, prt_program *p, const char *name, int *index);
+/* Adds a call descriptor; every array is copied (string attrs too). in holds the
+ * data inputs then the present params. */
+prt_status prt_program_add_call(prt_context *ctx, prt_program *p, int op, const char *node,
+                                const int *in, int n_data_in, int n_in,
+                                const int *out, int n_out,
+                                const prt_attr *attrs, int n_attrs, int *k);
+prt_status prt_program_set_io(prt_context *ctx, prt_program *p, const int *inputs, int n_inputs,
+                              const int *outputs, int n_outputs);
+/* Looks every op-table name up in the context's registry. */
+prt_status prt_program_resolve(prt_context *ctx, prt_program *p);
+
+/* Runs op shape inference for a call over the program's register shapes (which
+ * the verifier has checked to be in bounds). */
+prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_call_desc *c,
+                             const prt_op_schema *s, prt_infer_scratch *sc, prt_infer_ctx *ic);
+
+/* ---- the interpreter (vm/interp.c) -------------------------------------- */
+
+/* A CALL as the dispatch loop sees it: everything prepared at creation, so a
+ * call is one indirect function call with no allocation or lookup. */
+typedef struct prt_vm_call {
+    prt_status (*run)(const prt_kernel_call *c);
+    prt_kernel_call kc;
+    const prt_kernel *kernel;
+    const prt_tensor **in;  /* owned array, borrowed tensors */
+    prt_tensor **out;       /* owned array, borrowed tensors */
+    const char *node;       /* borrowed from the program */
+    const char *op;
+    bool prepared;          /* kernel->prepare ran, so release is due */
+} prt_vm_call;
+
+struct prt_vm {
+    prt_context *ctx;
+    const prt_program *p;  /* borrowed: keep the program alive until prt_vm_destroy */
+    prt_device *dev;
+    prt_vm_options opts;
+    prt_tensor *regs;      /* one per register (counters: no storage) */
+    int64_t *ireg;         /* counter values, indexed by register */
+    int64_t *kint;         /* integer constants, indexed by constant */
+    prt_vm_call *calls;    /* indexed by constant; used for CALL constants only */
+    void *workspace;       /* shared by every call: calls run one at a time */
+    size_t workspace_size;
+    uint64_t step;         /* runs so far; part of the kernels' RNG counter */
+    prt_strtab *names;     /* register name -> index */
+};
+
+/* Computed-goto dispatch is the default where the compiler has labels as values;
+ * build with -DPRT_VM_COMPUTED_GOTO=0 to use only the switch. */
+#ifndef PRT_VM_COMPUTED_GOTO
+#if defined(__GNUC__)
+#define PRT_VM_COMPUTED_GOTO 1
+#else
+#define PRT_VM_COMPUTED_GOTO 0
+#endif
+#endif
+
+/* The same as prt_vm_run with the switch dispatch loop, for tests and benches
+ * (prt_vm_run uses computed goto when PRT_VM_COMPUTED_GOTO is on). */
+prt_status prt_vm_run_switch(prt_vm *vm);
+
+#endif
