@@ -98,7 +98,7 @@ static prt_status add_const(prt_context *ctx, prt_program *p, prt_const **c, int
 }
 
 prt_status prt_program_add_int(prt_context *ctx, prt_program *p, int64_t v, int *k) {
-    prt_const *c;
+    prt_const *c = NULL;
     PRT_CHECK(add_const(ctx, p, &c, k));
     c->kind = PRT_CONST_INT;
     c->i = v;
@@ -165,7 +165,7 @@ prt_status prt_program_add_call(prt_context *ctx, prt_program *p, int op, const 
             }
         }
     }
-    prt_const *c;
+    prt_const *c = NULL;
     PRT_CHECK_GOTO(add_const(ctx, p, &c, k), st, fail);
     c->kind = PRT_CONST_CALL;
     c->call = d;
@@ -223,6 +223,7 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
     }
     ic->ctx = ctx;
     ic->node_name = c->node;
+    ic->op_name = s->name;
     ic->loc = (prt_loc){NULL, 0, 0};
     ic->attrs = c->attrs;
     ic->n_in = n_data;

@@ -37,7 +37,8 @@ int prt_program_n_instructions(const prt_program *p);
 /* Execution state: one tensor per register (allocated on dev, one buffer each
  * until the memory planner lands), parameters initialised from the RNG, and the
  * prepared kernel state of every call. opts may be NULL. Caller frees with
- * prt_vm_destroy. */
+ * prt_vm_destroy. The program is verified first, and borrowed: keep it alive
+ * until prt_vm_destroy. */
 prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev,
                          const prt_vm_options *opts, prt_vm **out);
 void prt_vm_destroy(prt_vm *vm);
@@ -49,5 +50,15 @@ prt_tensor *prt_vm_input(prt_vm *vm, int i);
 const prt_tensor *prt_vm_output(const prt_vm *vm, int i);
 /* Tensor of a named value (params included), or NULL. */
 prt_tensor *prt_vm_find(prt_vm *vm, const char *name);
+
+/* Fills dst (host memory, prt_shape_count(shape) floats) with the initial values
+ * of the parameter or state tensor `name`, from the counter-based RNG with key
+ * prt_hash_str(name, ctx->seed): zeros, ones, N(0, sqrt(2/fan_in)) or
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = numel / shape[0] (1 for a scalar).
+ * The one definition of initial values; it needs only what a program keeps
+ * (name, kind, shape), so a program loaded from a file starts the same. A 1-D
+ * bias has fan_in 1 here (U(-1, 1)): the shape alone does not know its weight. */
+prt_status prt_param_init(prt_context *ctx, const char *name, prt_init_kind kind,
+                          const prt_shape *shape, float *dst);
 
 #endif

@@ -109,22 +109,27 @@ extern const prt_vm_format_info prt_vm_formats[PRT_VM_FMT_COUNT];
 #else
 #define prt_vm_check_exp(c, e) (e)
 #endif
-#define prt_vm_fmt_of(i) prt_vm_formats[prt_vm_op_formats[PRT_VM_RAW_OP(i)]]
-#define prt_vm_valid_op(i) (PRT_VM_RAW_OP(i) < PRT_OP_COUNT)
+static inline bool prt_vm_has_a(prt_instr i) {
+    unsigned op = PRT_VM_RAW_OP(i);
+    return op < PRT_OP_COUNT && prt_vm_formats[prt_vm_op_formats[op]].a != PRT_VM_A_UNUSED;
+}
+static inline bool prt_vm_has_bx(prt_instr i) {
+    unsigned op = PRT_VM_RAW_OP(i);
+    if (op >= PRT_OP_COUNT) return false;
+    prt_vm_x_kind x = prt_vm_formats[prt_vm_op_formats[op]].x;
+    return x == PRT_VM_X_CALL || x == PRT_VM_X_INT || x == PRT_VM_X_JUMP;
+}
+static inline bool prt_vm_has_sx(prt_instr i) {
+    unsigned op = PRT_VM_RAW_OP(i);
+    if (op >= PRT_OP_COUNT) return false;
+    prt_vm_x_kind x = prt_vm_formats[prt_vm_op_formats[op]].x;
+    return x == PRT_VM_X_REL || x == PRT_VM_X_JUMP;
+}
 
-#define PRT_VM_GET_OP(i) ((prt_opcode)prt_vm_check_exp(prt_vm_valid_op(i), PRT_VM_RAW_OP(i)))
-#define PRT_VM_GET_A(i)                                                        \
-    prt_vm_check_exp(prt_vm_valid_op(i) && prt_vm_fmt_of(i).a != PRT_VM_A_UNUSED, \
-                     PRT_VM_RAW_A(i))
-#define PRT_VM_GET_BX(i)                                                       \
-    prt_vm_check_exp(prt_vm_valid_op(i) && (prt_vm_fmt_of(i).x == PRT_VM_X_CALL || \
-                                            prt_vm_fmt_of(i).x == PRT_VM_X_INT ||  \
-                                            prt_vm_fmt_of(i).x == PRT_VM_X_JUMP),  \
-                     PRT_VM_RAW_X(i))
-#define PRT_VM_GET_SX(i)                                                       \
-    prt_vm_check_exp(prt_vm_valid_op(i) && (prt_vm_fmt_of(i).x == PRT_VM_X_REL ||  \
-                                            prt_vm_fmt_of(i).x == PRT_VM_X_JUMP),  \
-                     PRT_VM_RAW_SX(i))
+#define PRT_VM_GET_OP(i) ((prt_opcode)prt_vm_check_exp(PRT_VM_RAW_OP(i) < PRT_OP_COUNT, PRT_VM_RAW_OP(i)))
+#define PRT_VM_GET_A(i) prt_vm_check_exp(prt_vm_has_a(i), PRT_VM_RAW_A(i))
+#define PRT_VM_GET_BX(i) prt_vm_check_exp(prt_vm_has_bx(i), PRT_VM_RAW_X(i))
+#define PRT_VM_GET_SX(i) prt_vm_check_exp(prt_vm_has_sx(i), PRT_VM_RAW_SX(i))
 
 static inline prt_instr prt_vm_ins(prt_opcode op, uint32_t a, uint32_t x) {
     return (prt_instr)op | ((prt_instr)(a & PRT_VM_A_MAX) << 8) | ((prt_instr)x << 32);

@@ -1,0 +1,99 @@
+/* The compiler from a graph to a program: shape inference for the batch, the
+ * scheduler's order, one register per graph value, one CALL per node (its
+ * operands in a call descriptor in the constant pool), HALT, then verification.
+ * The program copies every name and attribute, so it outlives the graph. */
+#include "vm/vm_impl.h"
+
+#include "scheduler/scheduler_impl.h"
+
+#include <string.h>
+
+static prt_reg_kind reg_kind(prt_value_kind k) {
+    switch (k) {
+    case PRT_VAL_INPUT: return PRT_REG_INPUT;
+    case PRT_VAL_PARAM: return PRT_REG_PARAM;
+    case PRT_VAL_STATE: return PRT_REG_STATE;
+    case PRT_VAL_ACT: return PRT_REG_ACT;
+    }
+    return PRT_REG_KIND_COUNT;
+}
+
+/* Registers are numbered like the graph's values, so value id == register. */
+static prt_status add_registers(prt_graph *g, prt_program *p, int64_t batch) {
+    prt_context *ctx = g->ctx;
+    for (int v = 0; v < g->n_values; v++) {
+        const prt_value *val = &g->values[v];
+        prt_shape s = val->shape;
+        if (val->kind == PRT_VAL_INPUT) {
+            /* Inputs are declared per sample; their register holds the whole batch. */
+            if (s.ndim >= PRT_MAX_DIMS)
+                return prt_error(ctx, PRT_ERR_SHAPE, "input '%s' has too many dimensions",
+                                 val->name);
+            memmove(&s.d[1], &s.d[0], (size_t)s.ndim * sizeof s.d[0]);
+            s.d[0] = batch;
+            s.ndim++;
+        }
+        int r;
+        PRT_CHECK(prt_program_add_reg(ctx, p, val->name, reg_kind(val->kind), val->dtype, &s,
+                                      val->init, &r));
+        PRT_ASSERT(r == v);
+    }
+    return PRT_OK;
+}
+
+static prt_status add_call(prt_graph *g, prt_program *p, int n, int *op_index) {
+    prt_context *ctx = g->ctx;
+    const prt_node *nd = &g->nodes[n];
+    const prt_op_schema *s = prt_op_get(ctx->ops, nd->op);
+    if (!s) return prt_error(ctx, PRT_ERR_INTERNAL, "layer '%s': op id %d is not registered",
+                             nd->name, nd->op);
+    if (op_index[nd->op] < 0) {
+        PRT_CHECK(prt_program_add_op(ctx, p, s->name, &op_index[nd->op]));
+        p->ops[op_index[nd->op]].id = nd->op;
+    }
+    int k, pc;
+    PRT_CHECK(prt_program_add_call(ctx, p, op_index[nd->op], nd->name, nd->in, nd->n_data_in,
+                                   nd->n_in, nd->out, nd->n_out, nd->attrs, s->n_attrs, &k));
+    return prt_program_emit(ctx, p, prt_vm_ins_call(k), &pc);
+}
+
+prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
+    prt_context *ctx = g->ctx;
+    prt_status st = PRT_OK;
+    prt_program *p = NULL;
+    int *order = NULL, *op_index = NULL;
+    int n_ops = prt_op_count(ctx->ops);
+    *out = NULL;
+    if (batch < 1)
+        return prt_error(ctx, PRT_ERR_INVALID, "graph '%s': batch %lld is not positive", g->name,
+                         (long long)batch);
+    PRT_CHECK(prt_graph_infer(g, batch));
+    order = prt_calloc(ctx, (size_t)g->n_nodes + 1, sizeof *order);
+    op_index = prt_calloc(ctx, (size_t)n_ops + 1, sizeof *op_index);
+    if (!order || !op_index) {
+        st = prt_error(ctx, PRT_ERR_NOMEM, "graph '%s': compiling: out of memory", g->name);
+        goto done;
+    }
+    for (int i = 0; i < n_ops; i++) op_index[i] = -1;
+    PRT_CHECK_GOTO(prt_sched_order(g, order), st, done);
+    PRT_CHECK_GOTO(prt_program_new(ctx, g->name, batch, &p), st, done);
+    PRT_CHECK_GOTO(add_registers(g, p, batch), st, done);
+    for (int i = 0; i < g->n_nodes; i++) PRT_CHECK_GOTO(add_call(g, p, order[i], op_index), st, done);
+    PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_n(PRT_OP_HALT), NULL), st, done);
+    PRT_CHECK_GOTO(prt_program_set_io(ctx, p, g->inputs, g->n_inputs, g->outputs, g->n_outputs),
+                   st, done);
+    st = prt_vm_verify(ctx, p);
+    if (st == PRT_ERR_PROGRAM) {
+        /* The graph passed its own checks, so a rejected program is a compiler bug. */
+        prt_error_prefix(ctx, PRT_ERR_INTERNAL, "compiling graph '%s'", g->name);
+        st = PRT_ERR_INTERNAL;
+    }
+    if (st != PRT_OK) goto done;
+    *out = p;
+    p = NULL;
+done:
+    prt_program_destroy(ctx, p);
+    prt_free(ctx, order, 0);
+    prt_free(ctx, op_index, 0);
+    return st;
+}
