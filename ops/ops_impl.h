@@ -76,6 +76,7 @@ typedef struct prt_infer_ctx {
     int n_params;            /* schema's n_params */
     prt_shape *params;       /* to fill, one per slot */
     bool *param_present;     /* to fill: false where the slot is unused (e.g. bias: false) */
+    const char *op_name;     /* the schema's name, for messages; NULL: omitted */
 } prt_infer_ctx;
 
 /* Reports a shape error at the node: "file:line:col: layer 'x' (conv): <msg>". */

@@ -1,5 +1,5 @@
 # `parrots check` on the shipped examples and on bad input.
-source "$(dirname "$0")/lib.sh" "$@"
+source "$(dirname "$0")/lib.bash" "$@"
 
 expect_rc 0 "$PARROTS" check "$ROOT/examples/polynet.yaml"
 expect_in "$TMP/out" "params    95,366,600 trainable"

@@ -1,5 +1,5 @@
 # The command table, compile, disasm and run.
-source "$(dirname "$0")/lib.sh" "$@"
+source "$(dirname "$0")/lib.bash" "$@"
 
 expect_rc 0 "$PARROTS" --help
 expect_in "$TMP/out" "commands:"
