@@ -51,7 +51,7 @@ typedef enum prt_init_kind {
     PRT_INIT_ZEROS,
     PRT_INIT_ONES,
     PRT_INIT_HE_NORMAL,   /* N(0, sqrt(2/fan_in)), fan_in = numel / shape[0] */
-    PRT_INIT_UNIFORM_FAN, /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (bias of linear/conv) */
+    PRT_INIT_UNIFORM_FAN, /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (linear weights); biases start at zero */
 } prt_init_kind;
 
 typedef struct prt_param_def {

@@ -178,6 +178,7 @@ void prt_graph_infer_ctx(prt_graph *g, int n, prt_infer_scratch *sc, prt_infer_c
     memset(ic, 0, sizeof *ic);
     ic->ctx = g->ctx;
     ic->node_name = nd->name;
+    ic->op_name = s->name;
     ic->loc = nd->loc;
     ic->attrs = nd->attrs;
     ic->n_in = nd->n_data_in;

@@ -377,7 +377,7 @@ static const ecase cases[] = {
      H "layers:\n  - conv: {out: 4, kernel: 3}\n    name: c\n  - conv: {out: 5, kernel: 3}\n    name: d\n"
        "    input: x\n  - add:\n    input: [c, d]\n",
      0, PRT_ERR_SHAPE,
-     "net.yaml:9:5: layer 'add_2': input 1 has shape [1, 5, 6, 6] but input 0 has [1, 4, 6, 6]; add needs equal "
+     "net.yaml:9:5: layer 'add_2' (add): input 1 has shape [1, 5, 6, 6] but input 0 has [1, 4, 6, 6]; add needs equal "
      "shapes"},
     {"output unknown tensor", H "layers:\n  - relu:\noutput: [relu_1]\n", 0, PRT_ERR_SCHEMA,
      "net.yaml:5:10: output: unknown tensor 'relu_1' (did you mean 'relu_0'?)"},

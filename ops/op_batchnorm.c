@@ -1,0 +1,284 @@
+/* batchnorm over the channel dimension (dim 1) of an [N, C, ...] input.
+ * Outside training: y = (x - mean) / sqrt(var + eps) * scale + shift with the
+ * running statistics. In training: normalises with the batch's mean and biased
+ * variance, and updates the running statistics in place with momentum m:
+ *     mean = (1-m) mean + m batch_mean
+ *     var  = (1-m) var  + m batch_var * n/(n-1)   (unbiased, as PyTorch does)
+ * where n = N * (spatial size) values per channel.
+ * Fast path: oneDNN's batch normalization on the plain layout, viewed as
+ * [N, C, S, 1] with S the product of the spatial dims. */
+#include "ops/dnnl_util.h"
+#include "ops/ops_util.h"
+
+#include <math.h>
+
+enum { A_EPS, A_MOMENTUM };
+enum { P_SCALE, P_SHIFT, P_MEAN, P_VAR };
+
+static const prt_attr_def bn_attrs[] = {
+    PRT_ATTR_OPT_FLOAT("eps", 1e-5, "added to the variance"),
+    PRT_ATTR_OPT_FLOAT("momentum", 0.1, "weight of the batch statistics in the running update"),
+};
+
+static const prt_param_def bn_params[] = {
+    {.name = "scale", .trainable = true, .init = PRT_INIT_ONES},
+    {.name = "shift", .trainable = true, .init = PRT_INIT_ZEROS},
+    {.name = "mean", .trainable = false, .init = PRT_INIT_ZEROS},
+    {.name = "var", .trainable = false, .init = PRT_INIT_ONES},
+};
+
+static prt_status bn_infer(prt_infer_ctx *ic) {
+    const prt_shape *in = &ic->in[0];
+    if (in->ndim < 2) {
+        char b[160];
+        prt_shape_str(in, b, sizeof b);
+        return prt_infer_error(ic, "expects an input of rank 2 or more ([N, C, ...]), got %s", b);
+    }
+    double eps = prt_attr_float(&ic->attrs[A_EPS]), m = prt_attr_float(&ic->attrs[A_MOMENTUM]);
+    if (!(eps > 0)) return prt_infer_error(ic, "eps must be > 0, got %g", eps);
+    if (!(m >= 0 && m <= 1)) return prt_infer_error(ic, "momentum must be in [0, 1], got %g", m);
+    ic->out[0] = *in;
+    for (int p = 0; p < 4; p++) {
+        ic->params[p] = prt_shape_make(1, &in->d[1]);
+        ic->param_present[p] = true;
+    }
+    return PRT_OK;
+}
+
+/* a folded multiply-add per element */
+static int64_t bn_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 2); }
+
+/* N, C and the spatial size S of the input */
+static void bn_dims(const prt_shape *s, int64_t *n, int64_t *c, int64_t *sp) {
+    *n = s->d[0];
+    *c = s->d[1];
+    *sp = 1;
+    for (int i = 2; i < s->ndim; i++) *sp *= s->d[i];
+}
+
+static prt_status bn_check(const prt_kernel_call *c) {
+    PRT_CHECK(prt_kernel_check_f32(c, "batchnorm"));
+    if (c->n_in != 5) return prt_error(c->ctx, PRT_ERR_INTERNAL, "batchnorm kernel: %d inputs, expected 5", c->n_in);
+    if (c->training) {
+        int64_t n, ch, sp;
+        bn_dims(&c->in[0]->shape, &n, &ch, &sp);
+        if (n * sp < 2)
+            return prt_error(c->ctx, PRT_ERR_SHAPE,
+                             "batchnorm: training needs more than one value per channel (batch %lld, spatial size %lld)",
+                             (long long)n, (long long)sp);
+    }
+    return PRT_OK;
+}
+
+/* The running-statistics update shared by both paths; bmean/bvar are the
+ * batch mean and biased variance. */
+static void bn_update_running(const prt_kernel_call *c, const float *bmean, const float *bvar, int64_t count) {
+    float m = (float)prt_attr_float(&c->attrs[A_MOMENTUM]);
+    float *rmean = PRT_F32P(c->in[1 + P_MEAN]), *rvar = PRT_F32P(c->in[1 + P_VAR]);
+    float unbias = (float)((double)count / (double)(count - 1));
+    for (int64_t k = 0; k < c->in[0]->shape.d[1]; k++) {
+        rmean[k] = (1 - m) * rmean[k] + m * bmean[k];
+        rvar[k] = (1 - m) * rvar[k] + m * bvar[k] * unbias;
+    }
+}
+
+static prt_status bn_ref(const prt_kernel_call *c) {
+    PRT_CHECK(bn_check(c));
+    int64_t n, ch, sp;
+    bn_dims(&c->in[0]->shape, &n, &ch, &sp);
+    const float *x = PRT_F32P(c->in[0]);
+    const float *scale = PRT_F32P(c->in[1 + P_SCALE]), *shift = PRT_F32P(c->in[1 + P_SHIFT]);
+    float *y = PRT_F32P(c->out[0]);
+    float eps = (float)prt_attr_float(&c->attrs[A_EPS]);
+    float *stats = NULL;
+    const float *mean = PRT_F32P(c->in[1 + P_MEAN]), *var = PRT_F32P(c->in[1 + P_VAR]);
+    if (c->training) {
+        stats = prt_calloc(c->ctx, 2 * (size_t)ch, sizeof(float));
+        if (!stats) return prt_error(c->ctx, PRT_ERR_NOMEM, "batchnorm: statistics of %lld channels", (long long)ch);
+        float *bmean = stats, *bvar = stats + ch;
+        for (int64_t k = 0; k < ch; k++) {
+            double s = 0, ss = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < sp; j++) s += x[(i * ch + k) * sp + j];
+            double mu = s / (double)(n * sp);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < sp; j++) {
+                    double d = x[(i * ch + k) * sp + j] - mu;
+                    ss += d * d;
+                }
+            bmean[k] = (float)mu;
+            bvar[k] = (float)(ss / (double)(n * sp));
+        }
+        mean = bmean;
+        var = bvar;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t k = 0; k < ch; k++) {
+            float a = scale[k] / sqrtf(var[k] + eps);
+            float b = shift[k] - mean[k] * a;
+            for (int64_t j = 0; j < sp; j++) y[(i * ch + k) * sp + j] = x[(i * ch + k) * sp + j] * a + b;
+        }
+    }
+    if (c->training) {
+        bn_update_running(c, stats, stats + ch, n * sp);
+        prt_free(c->ctx, stats, 2 * (size_t)ch * sizeof(float));
+    }
+    return PRT_OK;
+}
+
+/* ---- fast path: oneDNN ------------------------------------------------ */
+
+typedef struct bn_state {
+    prt_dnnl_base b;
+    dnnl_primitive_t prim[2];  /* [0] inference, [1] training */
+    dnnl_memory_t src, dst, scale, shift, mean, var, scratch[2];
+    size_t stats_off;          /* batch mean and variance in the workspace */
+} bn_state;
+
+static dnnl_status_t bn_pd(const prt_shape *s, float eps, bool training, dnnl_engine_t eng, dnnl_primitive_desc_t *pd) {
+    int64_t n, ch, sp;
+    bn_dims(s, &n, &ch, &sp);
+    /* always 4-D: oneDNN 2.6 has an optimised kernel for plain 4-D (ncsp) data
+     * but only its reference kernel for plain 2-D and 3-D */
+    int64_t d[4] = {n, ch, sp, 1};
+    dnnl_memory_desc_t md;
+    dnnl_batch_normalization_desc_t bd;
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (training ? 0u : (unsigned)dnnl_use_global_stats);
+    dnnl_status_t st = prt_dnnl_md_plain(&md, 4, d);
+    if (st == dnnl_success)
+        st = dnnl_batch_normalization_forward_desc_init(
+            &bd, training ? dnnl_forward_training : dnnl_forward_inference, &md, eps, flags);
+    if (st == dnnl_success) st = prt_dnnl_pd_create(pd, &bd, eng);
+    return st;
+}
+
+/* Workspace layout: [scratchpad (the larger of both modes)][batch mean][batch var] */
+static dnnl_status_t bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng, size_t *stats_off, size_t *total) {
+    size_t scratch = 0;
+    for (int t = 0; t < 2; t++) {
+        dnnl_primitive_desc_t pd;
+        dnnl_status_t st = bn_pd(s, eps, t == 1, eng, &pd);
+        if (st != dnnl_success) return st;
+        size_t z = prt_dnnl_scratch_size(pd);
+        if (z > scratch) scratch = z;
+        dnnl_primitive_desc_destroy(pd);
+    }
+    *stats_off = prt_dnnl_align(scratch);
+    *total = *stats_off + prt_dnnl_align(2 * (size_t)s->d[1] * sizeof(float));
+    return dnnl_success;
+}
+
+static size_t bn_workspace(const prt_infer_ctx *ic) {
+    dnnl_engine_t eng = prt_dnnl_engine_quiet();
+    size_t off, total;
+    if (!eng || bn_layout(&ic->in[0], (float)prt_attr_float(&ic->attrs[A_EPS]), eng, &off, &total) != dnnl_success)
+        return 0;
+    return total;
+}
+
+static void bn_release(void *state) {
+    bn_state *s = state;
+    if (!s) return;
+    for (int t = 0; t < 2; t++) {
+        if (s->prim[t]) dnnl_primitive_destroy(s->prim[t]);
+        if (s->scratch[t]) dnnl_memory_destroy(s->scratch[t]);
+    }
+    dnnl_memory_t m[] = {s->src, s->dst, s->scale, s->shift, s->mean, s->var};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (m[i]) dnnl_memory_destroy(m[i]);
+    prt_dnnl_base_fini(&s->b);
+    prt_free(s->b.ctx, s, sizeof *s);
+}
+
+static prt_status bn_prepare(const prt_kernel_call *c, void **state) {
+    PRT_CHECK(prt_kernel_check_f32(c, "batchnorm"));
+    prt_context *ctx = c->ctx;
+    bn_state *s = prt_calloc(ctx, 1, sizeof *s);
+    if (!s) return prt_error(ctx, PRT_ERR_NOMEM, "batchnorm kernel state");
+    s->b.ctx = ctx;
+    prt_status st;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_engine_t eng;
+    const prt_shape *sh = &c->in[0]->shape;
+    float eps = (float)prt_attr_float(&c->attrs[A_EPS]);
+    size_t total = 0;
+    PRT_CHECK_GOTO(prt_dnnl_engine(ctx, &eng), st, fail);
+    PRT_DNNL_CHECK_GOTO(bn_layout(sh, eps, eng, &s->stats_off, &total), ctx, "batchnorm", st, fail);
+    PRT_CHECK_GOTO(prt_dnnl_base_init(c, &s->b, total), st, fail);
+    /* both modes up front: one node runs in training and evaluation steps */
+    for (int t = 0; t < 2; t++) {
+        PRT_DNNL_CHECK_GOTO(bn_pd(sh, eps, t == 1, eng, &pd), ctx, "batchnorm", st, fail);
+        PRT_DNNL_CHECK_GOTO(dnnl_primitive_create(&s->prim[t], pd), ctx, "batchnorm", st, fail);
+        if (prt_dnnl_scratch_size(pd))
+            PRT_DNNL_CHECK_GOTO(prt_dnnl_mem(&s->scratch[t], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
+                                             eng),
+                                ctx, "batchnorm", st, fail);
+        if (t == 0) {
+            const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+            dnnl_memory_desc_t cmd;
+            PRT_DNNL_CHECK_GOTO(prt_dnnl_md_plain(&cmd, 1, &sh->d[1]), ctx, "batchnorm", st, fail);
+            dnnl_memory_t *m[] = {&s->src, &s->dst, &s->scale, &s->shift, &s->mean, &s->var};
+            for (size_t i = 0; i < 6; i++)
+                PRT_DNNL_CHECK_GOTO(prt_dnnl_mem(m[i], i < 2 ? dmd : &cmd, eng), ctx, "batchnorm", st, fail);
+        }
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+    }
+    *state = s;
+    return PRT_OK;
+fail:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    bn_release(s);
+    return st;
+}
+
+static prt_status bn_fast(const prt_kernel_call *c) {
+    bn_state *s = c->state;
+    if (!s) return prt_error(c->ctx, PRT_ERR_INTERNAL, "batchnorm kernel: run before prepare");
+    PRT_CHECK(bn_check(c));
+    int t = c->training ? 1 : 0;
+    char *ws;
+    PRT_CHECK(prt_dnnl_ws(&s->b, c, "batchnorm", &ws));
+    int64_t ch = c->in[0]->shape.d[1];
+    float *bmean = (float *)(ws + s->stats_off), *bvar = bmean + ch;
+    PRT_CHECK(prt_dnnl_bind(&s->b, s->src, PRT_F32P(c->in[0]), "batchnorm"));
+    PRT_CHECK(prt_dnnl_bind(&s->b, s->dst, PRT_F32P(c->out[0]), "batchnorm"));
+    PRT_CHECK(prt_dnnl_bind(&s->b, s->scale, PRT_F32P(c->in[1 + P_SCALE]), "batchnorm"));
+    PRT_CHECK(prt_dnnl_bind(&s->b, s->shift, PRT_F32P(c->in[1 + P_SHIFT]), "batchnorm"));
+    /* training writes the batch statistics to the workspace; inference reads
+     * the running ones */
+    PRT_CHECK(prt_dnnl_bind(&s->b, s->mean, t ? bmean : PRT_F32P(c->in[1 + P_MEAN]), "batchnorm"));
+    PRT_CHECK(prt_dnnl_bind(&s->b, s->var, t ? bvar : PRT_F32P(c->in[1 + P_VAR]), "batchnorm"));
+    dnnl_exec_arg_t args[7] = {{DNNL_ARG_SRC, s->src},     {DNNL_ARG_DST, s->dst},   {DNNL_ARG_SCALE, s->scale},
+                               {DNNL_ARG_SHIFT, s->shift}, {DNNL_ARG_MEAN, s->mean}, {DNNL_ARG_VARIANCE, s->var}};
+    int nargs = 6;
+    if (s->scratch[t]) {
+        PRT_CHECK(prt_dnnl_bind(&s->b, s->scratch[t], ws, "batchnorm"));
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch[t]};
+    }
+    PRT_CHECK(prt_dnnl_exec(&s->b, s->prim[t], nargs, args, "batchnorm"));
+    if (t) {
+        int64_t n, chn, sp;
+        bn_dims(&c->in[0]->shape, &n, &chn, &sp);
+        bn_update_running(c, bmean, bvar, n * sp);
+    }
+    return PRT_OK;
+}
+
+const prt_op_schema prt_op_batchnorm = {
+    .name = "batchnorm",
+    .doc = "batch normalization over dim 1 with learned scale and shift",
+    .min_in = 1,
+    .max_in = 1,
+    .n_out = 1,
+    .attrs = bn_attrs,
+    .n_attrs = 2,
+    .params = bn_params,
+    .n_params = 4,
+    .infer = bn_infer,
+    .flops = bn_flops,
+    .inplace_in = 0,
+    .workspace = bn_workspace,
+    .ref = {.run = bn_ref},
+    .fast = {.prepare = bn_prepare, .run = bn_fast, .release = bn_release},
+};

@@ -1,0 +1,129 @@
+/* concat: joins two or more tensors along `axis` (any axis; negative counts
+ * from the end). The other dimensions must match. */
+#include "ops/ops_util.h"
+
+#include <string.h>
+
+enum { A_AXIS };
+
+static const prt_attr_def concat_attrs[] = {
+    PRT_ATTR_OPT_INT("axis", 1, -PRT_MAX_DIMS, "the dimension to join along"),
+};
+
+/* The axis in [0, ndim), or -1 when out of range. */
+static int concat_axis(const prt_attr *attrs, int ndim) {
+    int64_t a = prt_attr_int(&attrs[A_AXIS]);
+    if (a < 0) a += ndim;
+    return a >= 0 && a < ndim ? (int)a : -1;
+}
+
+static prt_status concat_infer(prt_infer_ctx *ic) {
+    const prt_shape *s0 = &ic->in[0];
+    int axis = concat_axis(ic->attrs, s0->ndim);
+    if (axis < 0)
+        return prt_infer_error(ic, "axis %lld is out of range for rank-%d inputs",
+                               (long long)prt_attr_int(&ic->attrs[A_AXIS]), s0->ndim);
+    prt_shape out = *s0;
+    for (int k = 1; k < ic->n_in; k++) {
+        const prt_shape *s = &ic->in[k];
+        bool ok = s->ndim == s0->ndim;
+        for (int i = 0; ok && i < s->ndim; i++) ok = i == axis || s->d[i] == s0->d[i];
+        if (!ok) {
+            char a[160], b[160];
+            prt_shape_str(s, a, sizeof a);
+            prt_shape_str(s0, b, sizeof b);
+            return prt_infer_error(ic, "input %d has shape %s but input 0 has %s; all dimensions except axis %d must match",
+                                   k, a, b, axis);
+        }
+        if (!prt_add_i64(out.d[axis], s->d[axis], &out.d[axis])) return prt_infer_error(ic, "concatenated size overflows");
+    }
+    ic->out[0] = out;
+    return PRT_OK;
+}
+
+static int64_t concat_flops(const prt_infer_ctx *ic) { return 0; }
+
+/* outer: product of the dims before the axis; each input contributes a run of
+ * d[axis]*inner contiguous elements per outer index */
+static void concat_geometry(const prt_kernel_call *c, int *axis, int64_t *outer, int64_t *inner) {
+    const prt_shape *s = &c->out[0]->shape;
+    *axis = concat_axis(c->attrs, s->ndim);
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < *axis; i++) *outer *= s->d[i];
+    for (int i = *axis + 1; i < s->ndim; i++) *inner *= s->d[i];
+}
+
+static prt_status concat_ref(const prt_kernel_call *c) {
+    PRT_CHECK(prt_kernel_check_f32(c, "concat"));
+    int axis;
+    int64_t outer, inner;
+    concat_geometry(c, &axis, &outer, &inner);
+    float *y = PRT_F32P(c->out[0]);
+    int64_t out_run = c->out[0]->shape.d[axis] * inner;
+    int64_t at = 0; /* offset of input k's run inside an output row */
+    for (int k = 0; k < c->n_in; k++) {
+        const float *x = PRT_F32P(c->in[k]);
+        int64_t run = c->in[k]->shape.d[axis] * inner;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < run; i++) y[o * out_run + at + i] = x[o * run + i];
+        at += run;
+    }
+    return PRT_OK;
+}
+
+typedef struct concat_args {
+    const prt_kernel_call *c;
+    float *y;
+    const int64_t *at;
+    int64_t out_run, inner;
+    int axis;
+} concat_args;
+
+static void concat_range(void *arg, int64_t lo, int64_t hi) {
+    const concat_args *a = arg;
+    const prt_kernel_call *c = a->c;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t o = t / c->n_in;
+        int k = (int)(t % c->n_in);
+        int64_t run = c->in[k]->shape.d[a->axis] * a->inner;
+        memcpy(a->y + o * a->out_run + a->at[k], PRT_F32P(c->in[k]) + o * run, (size_t)run * sizeof(float));
+    }
+}
+
+static prt_status concat_fast(const prt_kernel_call *c) {
+    PRT_CHECK(prt_kernel_check_f32(c, "concat"));
+    int axis;
+    int64_t outer, inner;
+    concat_geometry(c, &axis, &outer, &inner);
+    float *y = PRT_F32P(c->out[0]);
+    int64_t out_run = c->out[0]->shape.d[axis] * inner;
+    if (c->n_in > PRT_VARIADIC)
+        return prt_error(c->ctx, PRT_ERR_INVALID, "concat kernel: %d inputs, at most %d", c->n_in, PRT_VARIADIC);
+    int64_t at[PRT_VARIADIC], off = 0;
+    for (int k = 0; k < c->n_in; k++) {
+        at[k] = off;
+        off += c->in[k]->shape.d[axis] * inner;
+    }
+    concat_args a = {c, y, at, out_run, inner, axis};
+    /* a task copies one input's run for one outer index; aim for
+     * PRT_PAR_MIN_ELEMS elements per thread at least */
+    int64_t tasks = outer * c->n_in, per_task = out_run / c->n_in + 1;
+    prt_parallel_range(tasks, PRT_PAR_MIN_ELEMS / per_task + 1, concat_range, &a);
+    return PRT_OK;
+}
+
+const prt_op_schema prt_op_concat = {
+    .name = "concat",
+    .doc = "joins tensors along an axis",
+    .min_in = 2,
+    .max_in = PRT_VARIADIC,
+    .n_out = 1,
+    .attrs = concat_attrs,
+    .n_attrs = 1,
+    .infer = concat_infer,
+    .flops = concat_flops,
+    .inplace_in = -1,
+    .ref = {.run = concat_ref},
+    .fast = {.run = concat_fast},
+};

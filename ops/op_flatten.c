@@ -1,0 +1,57 @@
+/* flatten: [N, d1, d2, ...] -> [N, d1*d2*...]. The bytes do not change, so the
+ * op may run in place (then it copies nothing). */
+#include "ops/ops_util.h"
+
+#include <string.h>
+
+static prt_status flatten_infer(prt_infer_ctx *ic) {
+    const prt_shape *in = &ic->in[0];
+    if (in->ndim < 1) return prt_infer_error(ic, "expects an input with a batch dimension, got a scalar");
+    int64_t rest = 1;
+    for (int i = 1; i < in->ndim; i++)
+        if (!prt_mul_i64(rest, in->d[i], &rest)) return prt_infer_error(ic, "flattened size overflows");
+    int64_t d[2] = {in->d[0], rest};
+    ic->out[0] = prt_shape_make(2, d);
+    return PRT_OK;
+}
+
+static int64_t flatten_flops(const prt_infer_ctx *ic) { return 0; }
+
+static prt_status flatten_ref(const prt_kernel_call *c) {
+    PRT_CHECK(prt_kernel_check_f32(c, "flatten"));
+    const float *x = PRT_F32P(c->in[0]);
+    float *y = PRT_F32P(c->out[0]);
+    int64_t n = prt_shape_count(&c->in[0]->shape);
+    if (x != y)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i];
+    return PRT_OK;
+}
+
+typedef struct copy_args { const float *x; float *y; } copy_args;
+
+static void copy_range(void *arg, int64_t lo, int64_t hi) {
+    const copy_args *a = arg;
+    memcpy(a->y + lo, a->x + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
+static prt_status flatten_fast(const prt_kernel_call *c) {
+    PRT_CHECK(prt_kernel_check_f32(c, "flatten"));
+    copy_args a = {PRT_F32P(c->in[0]), PRT_F32P(c->out[0])};
+    /* in place (the usual case once planned) there is nothing to move; else
+     * both cores' load bandwidth beats one memcpy */
+    if (a.x != a.y) prt_parallel_range(prt_shape_count(&c->in[0]->shape), PRT_PAR_MIN_ELEMS, copy_range, &a);
+    return PRT_OK;
+}
+
+const prt_op_schema prt_op_flatten = {
+    .name = "flatten",
+    .doc = "flattens every dimension after the first",
+    .min_in = 1,
+    .max_in = 1,
+    .n_out = 1,
+    .infer = flatten_infer,
+    .flops = flatten_flops,
+    .inplace_in = 0,
+    .ref = {.run = flatten_ref},
+    .fast = {.run = flatten_fast},
+};

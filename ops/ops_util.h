@@ -1,0 +1,93 @@
+/* Helpers private to ops/: attribute-table shorthands, window geometry for conv
+ * and pooling, saturating FLOP arithmetic, kernel argument checks and the
+ * OpenMP helpers the memory-bound fast paths share. */
+#ifndef PARROTS_OPS_UTIL_H
+#define PARROTS_OPS_UTIL_H
+
+#include "ops/ops_impl.h"
+
+#include <limits.h>
+
+/* Attribute-table entries (designated initializers read badly 40 times over). */
+#define PRT_ATTR_REQ(nm, ty, mn, dc) \
+    {.name = (nm), .type = (ty), .required = true, .min = (mn), .doc = (dc)}
+#define PRT_ATTR_OPT_INT(nm, v, mn, dc) \
+    {.name = (nm), .type = PRT_ATTR_INT, .def = {.type = PRT_ATTR_INT, .n = 1, .i = {(v)}}, .min = (mn), .doc = (dc)}
+#define PRT_ATTR_OPT_INTS(nm, v, mn, dc) \
+    {.name = (nm), .type = PRT_ATTR_INTS, .def = {.type = PRT_ATTR_INTS, .n = 1, .i = {(v)}}, .min = (mn), .doc = (dc)}
+/* An INTS attribute whose default depends on other attributes (stride = kernel):
+ * the default has n = 0 and the shape function fills it in. */
+#define PRT_ATTR_OPT_INTS_NONE(nm, mn, dc) \
+    {.name = (nm), .type = PRT_ATTR_INTS, .def = {.type = PRT_ATTR_INTS, .n = 0}, .min = (mn), .doc = (dc)}
+#define PRT_ATTR_OPT_BOOL(nm, v, dc) \
+    {.name = (nm), .type = PRT_ATTR_BOOL, .def = {.type = PRT_ATTR_BOOL, .n = 1, .i = {(v)}}, .min = 0, .doc = (dc)}
+#define PRT_ATTR_OPT_FLOAT(nm, v, dc) \
+    {.name = (nm), .type = PRT_ATTR_FLOAT, .def = {.type = PRT_ATTR_FLOAT, .f = (v)}, .min = 0, .doc = (dc)}
+
+/* FLOP counts are estimates for reports: they saturate instead of failing. */
+static inline int64_t prt_flop_mul(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+static inline int64_t prt_flop_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+/* Unchecked element count of a shape that passed inference. */
+static inline int64_t prt_ops_numel(const prt_shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++) n = prt_flop_mul(n, s->d[i]);
+    return n;
+}
+
+/* Geometry of a 2-D window op (conv, pooling) after attribute expansion. */
+typedef struct prt_window {
+    int64_t kh, kw, sh, sw, dh, dw;
+    int64_t pad[4]; /* top, left, bottom, right */
+    int64_t oh, ow;
+} prt_window;
+
+/* Output extent floor((in + lo + hi - dil*(k-1) - 1) / stride) + 1, computed with
+ * overflow checks (attributes come from files). False on overflow; the result
+ * may be <= 0, which the caller reports with the numbers. */
+bool prt_window_extent(int64_t in, int64_t lo, int64_t hi, int64_t k, int64_t stride, int64_t dil,
+                       int64_t *out);
+
+/* Checks that an INTS attribute has between lo and hi values and that every value
+ * is >= min; reports "<name> takes 1 or 2 values, got 3" style errors. */
+prt_status prt_infer_check_ints(const prt_infer_ctx *ic, int attr, const char *name, int lo, int hi,
+                                int64_t min);
+
+/* Kernel entry check: every input and output is a contiguous f32 tensor with
+ * storage. `op` names the op in the message. */
+prt_status prt_kernel_check_f32(const prt_kernel_call *c, const char *op);
+
+/* Runs fn over [0, n) split into one contiguous range per OpenMP thread, or
+ * directly on the calling thread when n < 2 * min_per_thread: an OpenMP region
+ * costs about half a microsecond even with an if(false) clause, which would
+ * dominate small tensors. Ranges are disjoint, so results do not depend on the
+ * thread count. */
+typedef void (*prt_range_fn)(void *arg, int64_t lo, int64_t hi);
+void prt_parallel_range(int64_t n, int64_t min_per_thread, prt_range_fn fn, void *arg);
+/* Elements per thread below which a memory-bound loop stays serial. */
+#define PRT_PAR_MIN_ELEMS 32768
+
+/* Shape inference shared by the elementwise one-input ops: out = in[0]. */
+prt_status prt_infer_same_shape(prt_infer_ctx *ic);
+int64_t prt_flops_per_elem(const prt_infer_ctx *ic, int64_t per);
+
+/* Pooling, shared by op_maxpool.c and op_avgpool.c. Attribute order common to
+ * both schemas: kernel, stride, pad, global (avgpool appends count_include_pad). */
+enum { PRT_POOL_KERNEL, PRT_POOL_STRIDE, PRT_POOL_PAD, PRT_POOL_GLOBAL, PRT_POOL_COUNT_PAD };
+prt_status prt_pool_window(const prt_infer_ctx *ic, const prt_attr *attrs, const prt_shape *in,
+                           prt_window *w);
+prt_status prt_pool_infer(prt_infer_ctx *ic);
+int64_t prt_pool_flops(const prt_infer_ctx *ic);
+/* avg: false = max pooling; count_pad only for avg */
+prt_status prt_pool_ref(const prt_kernel_call *c, bool avg);
+prt_status prt_pool_fast_prepare(const prt_kernel_call *c, bool avg, void **state);
+prt_status prt_pool_fast_run(const prt_kernel_call *c);
+void prt_pool_fast_release(void *state);
+size_t prt_pool_workspace(const prt_infer_ctx *ic, bool avg);
+
+#endif

@@ -1,0 +1,802 @@
+/* The operator harness: every registered op runs its reference (.ref) and fast
+ * (.fast) kernels on random shapes, attributes and values plus edge cases, and
+ * both are compared with a float64 implementation written here. The loop runs
+ * over the registry, so an op added without test cases fails. Each case also
+ * runs in place where the op allows it, the fast path without a workspace
+ * (its own allocation), and conv in both forced layouts. Plus dropout
+ * reproducibility and batch-norm running statistics. The registry and shape
+ * inference are tested in test_ops_api.c.
+ *
+ * Tolerance: |got - want| <= 1e-4 * (|want| + rms(want)) elementwise, i.e.
+ * about a thousand float32 roundings relative to the output's magnitude; the
+ * float64 side is exact to far below that. */
+// labels: unit
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/dnnl_util.h"
+#include "tests/ops_test_util.h"
+
+#define RTOL 1e-4
+
+/* conv: fixed edge cases, then random ones */
+static int cases_conv(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("1x1 spatial", S(SH4(2, 3, 1, 1)), I1("out", 4), I1("kernel", 1));
+    CASE("1x1 spatial, 3x3 pad 1", S(SH4(1, 5, 1, 1)), I1("out", 3), I1("kernel", 3), I1("pad", 1));
+    CASE("pad larger than kernel", S(SH4(2, 3, 4, 5)), I1("out", 5), I1("kernel", 1), I1("pad", 2));
+    CASE("pad 4 with 3x3", S(SH4(1, 4, 3, 3)), I1("out", 2), I1("kernel", 3), I1("pad", 4));
+    CASE("stride > kernel", S(SH4(2, 5, 9, 11)), I1("out", 6), I1("kernel", 2), I1("stride", 3));
+    CASE("stride 3, kernel 1", S(SH4(1, 13, 7, 7)), I1("out", 13), I1("kernel", 1), I1("stride", 3));
+    CASE("batch 1, 3 channels", S(SH4(1, 3, 11, 11)), I1("out", 8), I1("kernel", 3), I1("pad", 1));
+    CASE("13 channels", S(SH4(2, 13, 6, 6)), I1("out", 5), I1("kernel", 3));
+    CASE("groups 2", S(SH4(2, 6, 7, 7)), I1("out", 4), I1("kernel", 3), I1("groups", 2), I1("pad", 1));
+    CASE("groups 4, 16 channels", S(SH4(1, 16, 8, 8)), I1("out", 32), I1("kernel", 3), I1("groups", 4), I1("pad", 1));
+    CASE("depthwise", S(SH4(2, 8, 9, 9)), I1("out", 8), I1("kernel", 3), I1("groups", 8), I1("pad", 1));
+    CASE("dilation 2", S(SH4(1, 5, 12, 12)), I1("out", 7), I1("kernel", 3), I1("dilation", 2), I1("pad", 2));
+    CASE("dilation [2,3]", S(SH4(2, 3, 10, 13)), I1("out", 4), I1("kernel", 3), I2("dilation", 2, 3));
+    CASE("1x7", S(SH4(2, 8, 9, 9)), I1("out", 16), I2("kernel", 1, 7), I2("pad", 0, 3));
+    CASE("7x1", S(SH4(2, 16, 9, 9)), I1("out", 8), I2("kernel", 7, 1), I2("pad", 3, 0));
+    CASE("asymmetric pad", S(SH4(2, 5, 8, 7)), I1("out", 6), I1("kernel", 3), I4("pad", 1, 0, 2, 1));
+    CASE("asymmetric pad, stride 2", S(SH4(1, 16, 9, 9)), I1("out", 16), I1("kernel", 3), I1("stride", 2),
+         I4("pad", 0, 1, 1, 0));
+    CASE("no bias", S(SH4(2, 8, 6, 6)), I1("out", 8), I1("kernel", 3), I1("bias", 0), I1("pad", 1));
+    CASE("wide 1x1 on 32x32 (blocked rule)", S(SH4(1, 128, 32, 32)), I1("out", 192), I1("kernel", 1), I1("bias", 0));
+    CASE("8x8 wide 3x3 (plain rule)", S(SH4(1, 32, 8, 8)), I1("out", 128), I1("kernel", 3), I1("pad", 1));
+    CASE("non-square input", S(SH4(1, 4, 5, 17)), I1("out", 3), I2("kernel", 2, 5), I2("stride", 1, 2));
+    for (int t = 0; t < 30; t++) {
+        int64_t g = rint_(r, 1, 3), c = g * rint_(r, 1, 6), o = g * rint_(r, 1, 6);
+        int64_t kh = rint_(r, 1, 4), kw = rint_(r, 1, 4), sh = rint_(r, 1, 3), sw = rint_(r, 1, 3);
+        int64_t dh = rint_(r, 1, 2), dw = rint_(r, 1, 2);
+        int64_t p[4] = {rint_(r, 0, 3), rint_(r, 0, 3), rint_(r, 0, 3), rint_(r, 0, 3)};
+        int64_t h = dh * (kh - 1) + 1 + rint_(r, 0, 8), w = dw * (kw - 1) + 1 + rint_(r, 0, 8);
+        prt_shape in = SH4(rint_(r, 1, 3), c, h, w);
+        tset st[] = {I1("out", o), I2("kernel", kh, kw), I2("stride", sh, sw), I2("dilation", dh, dw),
+                     I4("pad", p[0], p[1], p[2], p[3]), I1("groups", g), I1("bias", (int64_t)(rnext(r) & 1))};
+        add_case(cs, &n, "random", 1, &in, st, 7);
+    }
+    return n;
+}
+
+static int cases_batchnorm(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("inference 4-D", S(SH4(2, 5, 3, 4)));
+    CASE("inference 2-D", S(SH(2, 4, 13, 0, 0)), FL("eps", 1e-3));
+    CASE("inference, 1x1 spatial", S(SH4(3, 8, 1, 1)));
+    for (int k = 0; k < n; k++) cs[k].training = false;
+    int m = n;
+    CASE("training 4-D", S(SH4(2, 5, 3, 4)), FL("momentum", 0.3));
+    CASE("training 2-D", S(SH(2, 4, 13, 0, 0)));
+    CASE("training, batch 1", S(SH4(1, 3, 5, 5)), FL("eps", 1e-3), FL("momentum", 1.0));
+    CASE("training, 3-D", S(SH(3, 2, 7, 9, 0)));
+    for (int t = 0; t < 4; t++) {
+        prt_shape in = SH4(rint_(r, 1, 3), rint_(r, 1, 17), rint_(r, 1, 6), rint_(r, 2, 6));
+        tset st[] = {FL("eps", 1e-5 + runif(r) * 1e-2), FL("momentum", runif(r))};
+        add_case(cs, &n, "random", 1, &in, st, 2)->training = t & 1;
+    }
+    for (int k = m; k < m + 4; k++) cs[k].training = true;
+    return n;
+}
+
+static int cases_elementwise(tcase *cs, rng *r, const char *op) {
+    int n = 0;
+    bool two = !strcmp(op, "add");
+    for (int t = 0; t < 6; t++) {
+        int nd = (int)rint_(r, 1, 4);
+        prt_shape s = SH(nd, rint_(r, 1, 4), rint_(r, 1, 9), rint_(r, 1, 9), rint_(r, 1, 9));
+        prt_shape in[4] = {s, s, s, s};
+        int n_in = two ? (int)rint_(r, 2, 4) : 1;
+        tset st[1] = {FL("by", runif(r) * 4 - 2)};
+        add_case(cs, &n, "random", n_in, in, st, !strcmp(op, "scale") ? 1 : 0);
+    }
+    /* large enough for the OpenMP path */
+    prt_shape big[2] = {SH4(2, 64, 33, 35), SH4(2, 64, 33, 35)};
+    tset st[1] = {FL("by", 0.7)};
+    add_case(cs, &n, "large", two ? 2 : 1, big, st, !strcmp(op, "scale") ? 1 : 0);
+    return n;
+}
+
+static int cases_pool(tcase *cs, rng *r, bool avg) {
+    int n = 0;
+    CASE("2x2", S(SH4(2, 3, 8, 8)), I1("kernel", 2));
+    CASE("3x3 stride 2 pad 1", S(SH4(1, 5, 9, 9)), I1("kernel", 3), I1("stride", 2), I1("pad", 1));
+    CASE("global", S(SH4(2, 13, 7, 5)), I1("global", 1));
+    CASE("global 1x1", S(SH4(2, 3, 1, 1)), I1("global", 1));
+    CASE("1x1 spatial", S(SH4(2, 3, 1, 1)), I1("kernel", 1));
+    CASE("stride > kernel", S(SH4(1, 4, 11, 10)), I1("kernel", 2), I1("stride", 3));
+    CASE("asymmetric pad", S(SH4(2, 3, 6, 7)), I1("kernel", 3), I1("stride", 1), I4("pad", 2, 0, 1, 2));
+    CASE("1x3 kernel", S(SH4(1, 2, 5, 9)), I2("kernel", 1, 3), I2("pad", 0, 1));
+    tcase *neg = add_case(cs, &n, "negative input, pad 1", 1, (prt_shape[]){SH4(1, 3, 5, 5)},
+                          (tset[]){I1("kernel", 3), I1("stride", 1), I1("pad", 1)}, 3);
+    neg->negative = true;
+    if (avg) {
+        CASE("pad counted", S(SH4(2, 3, 7, 7)), I1("kernel", 3), I1("stride", 2), I1("pad", 1), I1("count_include_pad", 1));
+        CASE("pad not counted", S(SH4(2, 3, 7, 7)), I1("kernel", 3), I1("stride", 2), I1("pad", 1),
+             I1("count_include_pad", 0));
+        CASE("9x9 like PolyNet's head", S(SH4(2, 16, 9, 9)), I1("kernel", 9));
+    }
+    for (int t = 0; t < 16; t++) {
+        int64_t kh = rint_(r, 1, 4), kw = rint_(r, 1, 4);
+        int64_t p[4] = {rint_(r, 0, kh - 1), rint_(r, 0, kw - 1), rint_(r, 0, kh - 1), rint_(r, 0, kw - 1)};
+        prt_shape in = SH4(rint_(r, 1, 3), rint_(r, 1, 9), kh + rint_(r, 0, 8), kw + rint_(r, 0, 8));
+        tset st[] = {I2("kernel", kh, kw), I2("stride", rint_(r, 1, 3), rint_(r, 1, 3)), I4("pad", p[0], p[1], p[2], p[3]),
+                     I1("count_include_pad", (int64_t)(rnext(r) & 1))};
+        add_case(cs, &n, "random", 1, &in, st, avg ? 4 : 3);
+    }
+    return n;
+}
+
+static int cases_concat(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("axis 1", S(SH4(2, 3, 4, 5), SH4(2, 7, 4, 5)));
+    CASE("axis 2", S(SH4(2, 3, 4, 5), SH4(2, 3, 1, 5), SH4(2, 3, 6, 5)), I1("axis", 2));
+    CASE("axis 0", S(SH(2, 3, 4, 0, 0), SH(2, 5, 4, 0, 0)), I1("axis", 0));
+    CASE("axis -1", S(SH4(2, 3, 4, 5), SH4(2, 3, 4, 2)), I1("axis", -1));
+    CASE("large axis 1", S(SH4(4, 96, 35, 35), SH4(4, 64, 35, 35), SH4(4, 96, 35, 35)));
+    for (int t = 0; t < 5; t++) {
+        int nd = (int)rint_(r, 1, 4), axis = (int)rint_(r, 0, nd - 1), k = (int)rint_(r, 2, 4);
+        prt_shape base = SH(nd, rint_(r, 1, 4), rint_(r, 1, 6), rint_(r, 1, 6), rint_(r, 1, 6)), in[4];
+        for (int j = 0; j < k; j++) {
+            in[j] = base;
+            in[j].d[axis] = rint_(r, 1, 5);
+        }
+        tset st[] = {I1("axis", axis)};
+        add_case(cs, &n, "random", k, in, st, 1);
+    }
+    return n;
+}
+
+static int cases_linear(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("2-D", S(SH(2, 3, 17, 0, 0)), I1("out", 5));
+    CASE("4-D flattened", S(SH4(2, 3, 4, 5)), I1("out", 7));
+    CASE("no bias", S(SH(2, 1, 9, 0, 0)), I1("out", 1), I1("bias", 0));
+    for (int t = 0; t < 5; t++) {
+        prt_shape in = SH((int)rint_(r, 2, 4), rint_(r, 1, 5), rint_(r, 1, 40), rint_(r, 1, 5), rint_(r, 1, 5));
+        tset st[] = {I1("out", rint_(r, 1, 40)), I1("bias", (int64_t)(rnext(r) & 1))};
+        add_case(cs, &n, "random", 1, &in, st, 2);
+    }
+    return n;
+}
+
+static int cases_softmax(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("rank 2 axis 1", S(SH(2, 4, 10, 0, 0)));
+    CASE("rank 4 axis 1", S(SH4(2, 5, 3, 3)));
+    CASE("axis -1", S(SH4(2, 3, 4, 6)), I1("axis", -1));
+    CASE("axis 0", S(SH(2, 6, 3, 0, 0)), I1("axis", 0));
+    CASE("axis 1, inner 400 (several blocks)", S(SH4(3, 5, 20, 20)));
+    CASE("classifier [32, 1000]", S(SH(2, 32, 1000, 0, 0)));
+    for (int t = 0; t < 5; t++) {
+        int nd = (int)rint_(r, 1, 4);
+        prt_shape in = SH(nd, rint_(r, 1, 5), rint_(r, 1, 9), rint_(r, 1, 5), rint_(r, 1, 5));
+        tset st[] = {I1("axis", rint_(r, -nd, nd - 1))};
+        add_case(cs, &n, "random", 1, &in, st, 1);
+    }
+    return n;
+}
+
+static int cases_dropout(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("inference", S(SH4(2, 3, 4, 5)), FL("p", 0.5));
+    CASE("training p 0.5", S(SH4(2, 3, 4, 5)), FL("p", 0.5));
+    cs[n - 1].training = true;
+    CASE("training p 0", S(SH4(2, 3, 4, 5)), FL("p", 0.0));
+    cs[n - 1].training = true;
+    CASE("training p 1", S(SH(2, 3, 7, 0, 0)), FL("p", 1.0));
+    cs[n - 1].training = true;
+    CASE("training large", S(SH4(4, 64, 17, 17)), FL("p", 0.2));
+    cs[n - 1].training = true;
+    for (int t = 0; t < 3; t++) {
+        prt_shape in = SH((int)rint_(r, 1, 4), rint_(r, 1, 5), rint_(r, 1, 9), rint_(r, 1, 5), rint_(r, 1, 5));
+        tset st[] = {FL("p", runif(r) * 0.9)};
+        add_case(cs, &n, "random", 1, &in, st, 1)->training = true;
+    }
+    return n;
+}
+
+static int cases_flatten(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("4-D", S(SH4(2, 3, 4, 5)));
+    CASE("2-D", S(SH(2, 3, 4, 0, 0)));
+    CASE("1-D", S(SH(1, 6, 0, 0, 0)));
+    (void)r;
+    return n;
+}
+
+static int cases_for(const char *op, tcase *cs, rng *r) {
+    if (!strcmp(op, "conv")) return cases_conv(cs, r);
+    if (!strcmp(op, "batchnorm")) return cases_batchnorm(cs, r);
+    if (!strcmp(op, "relu") || !strcmp(op, "add") || !strcmp(op, "scale")) return cases_elementwise(cs, r, op);
+    if (!strcmp(op, "maxpool")) return cases_pool(cs, r, false);
+    if (!strcmp(op, "avgpool")) return cases_pool(cs, r, true);
+    if (!strcmp(op, "concat")) return cases_concat(cs, r);
+    if (!strcmp(op, "linear")) return cases_linear(cs, r);
+    if (!strcmp(op, "softmax")) return cases_softmax(cs, r);
+    if (!strcmp(op, "dropout")) return cases_dropout(cs, r);
+    if (!strcmp(op, "flatten")) return cases_flatten(cs, r);
+    return 0;
+}
+
+/* ---- float64 references --------------------------------------------------- */
+
+typedef struct r64 {
+    const prt_op_schema *s;
+    const prt_attr *attrs;
+    int n_in;                 /* data inputs + present params */
+    double *in[MAX_IN + 4];
+    prt_shape shape[MAX_IN + 4];
+    double *out;
+    prt_shape out_shape;
+    bool training;
+    uint64_t key, step;
+} r64;
+
+static const prt_attr *A(const r64 *r, const char *name) {
+    int i = prt_op_attr_index(r->s, name);
+    ck_assert_msg(i >= 0, "no attribute %s", name);
+    return &r->attrs[i];
+}
+/* the test's own expansion of pairs and pads, independent of the library's */
+static void pair(const prt_attr *a, int64_t *h, int64_t *w) {
+    *h = a->i[0];
+    *w = a->n >= 2 ? a->i[1] : a->i[0];
+}
+static void pad4(const prt_attr *a, int64_t p[4]) {
+    if (a->n == 4) {
+        for (int k = 0; k < 4; k++) p[k] = a->i[k];
+    } else {
+        p[0] = p[2] = a->i[0];
+        p[1] = p[3] = a->n >= 2 ? a->i[1] : a->i[0];
+    }
+}
+static int64_t numel(const prt_shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++) n *= s->d[i];
+    return n;
+}
+
+static void ref_conv(r64 *r) {
+    const prt_shape *x = &r->shape[0], *y = &r->out_shape;
+    int64_t kh, kw, sh, sw, dh, dw, p[4], g = A(r, "groups")->i[0];
+    pair(A(r, "kernel"), &kh, &kw);
+    pair(A(r, "stride"), &sh, &sw);
+    pair(A(r, "dilation"), &dh, &dw);
+    pad4(A(r, "pad"), p);
+    int64_t N = x->d[0], C = x->d[1], H = x->d[2], W = x->d[3], O = y->d[1], OH = y->d[2], OW = y->d[3];
+    int64_t cg = C / g, og = O / g;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t oy = 0; oy < OH; oy++)
+                for (int64_t ox = 0; ox < OW; ox++) {
+                    double s = r->n_in > 2 ? r->in[2][o] : 0;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t ky = 0; ky < kh; ky++)
+                            for (int64_t kx = 0; kx < kw; kx++) {
+                                int64_t iy = oy * sh - p[0] + ky * dh, ix = ox * sw - p[1] + kx * dw;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                s += r->in[0][((n * C + (o / og) * cg + ci) * H + iy) * W + ix] *
+                                     r->in[1][((o * cg + ci) * kh + ky) * kw + kx];
+                            }
+                    r->out[((n * O + o) * OH + oy) * OW + ox] = s;
+                }
+}
+
+static void ref_batchnorm(r64 *r) {
+    const prt_shape *x = &r->shape[0];
+    int64_t N = x->d[0], C = x->d[1], S = numel(x) / (N * C);
+    double eps = A(r, "eps")->f, m = A(r, "momentum")->f;
+    for (int64_t c = 0; c < C; c++) {
+        double mean = r->in[3][c], var = r->in[4][c];
+        if (r->training) {
+            double s = 0, ss = 0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < S; i++) s += r->in[0][(n * C + c) * S + i];
+            mean = s / (double)(N * S);
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < S; i++) ss += pow(r->in[0][(n * C + c) * S + i] - mean, 2);
+            var = ss / (double)(N * S);
+            r->in[3][c] = (1 - m) * r->in[3][c] + m * mean;
+            r->in[4][c] = (1 - m) * r->in[4][c] + m * ss / (double)(N * S - 1);
+        }
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < S; i++) {
+                int64_t k = (n * C + c) * S + i;
+                r->out[k] = (r->in[0][k] - mean) / sqrt(var + eps) * r->in[1][c] + r->in[2][c];
+            }
+    }
+}
+
+static void ref_relu(r64 *r) {
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = r->in[0][i] > 0 ? r->in[0][i] : 0;
+}
+
+static void ref_pool(r64 *r) {
+    bool avg = !strcmp(r->s->name, "avgpool");
+    const prt_shape *x = &r->shape[0], *y = &r->out_shape;
+    int64_t kh, kw, sh, sw, p[4] = {0, 0, 0, 0};
+    if (A(r, "global")->i[0]) {
+        kh = x->d[2], kw = x->d[3], sh = sw = 1;
+    } else {
+        pair(A(r, "kernel"), &kh, &kw);
+        if (A(r, "stride")->n) pair(A(r, "stride"), &sh, &sw);
+        else sh = kh, sw = kw;
+        pad4(A(r, "pad"), p);
+    }
+    bool count_pad = avg && A(r, "count_include_pad")->i[0];
+    for (int64_t pl = 0; pl < x->d[0] * x->d[1]; pl++)
+        for (int64_t oy = 0; oy < y->d[2]; oy++)
+            for (int64_t ox = 0; ox < y->d[3]; ox++) {
+                double m = -INFINITY, s = 0;
+                int cnt = 0;
+                for (int64_t ky = 0; ky < kh; ky++)
+                    for (int64_t kx = 0; kx < kw; kx++) {
+                        int64_t iy = oy * sh - p[0] + ky, ix = ox * sw - p[1] + kx;
+                        if (iy < 0 || iy >= x->d[2] || ix < 0 || ix >= x->d[3]) continue;
+                        double v = r->in[0][(pl * x->d[2] + iy) * x->d[3] + ix];
+                        m = v > m ? v : m;
+                        s += v;
+                        cnt++;
+                    }
+                r->out[(pl * y->d[2] + oy) * y->d[3] + ox] = !avg ? m : s / (double)(count_pad ? kh * kw : cnt);
+            }
+}
+
+static void ref_concat(r64 *r) {
+    int nd = r->out_shape.ndim;
+    int64_t axis = A(r, "axis")->i[0];
+    if (axis < 0) axis += nd;
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; i++) outer *= r->out_shape.d[i];
+    for (int i = (int)axis + 1; i < nd; i++) inner *= r->out_shape.d[i];
+    int64_t at = 0, total = r->out_shape.d[axis];
+    for (int k = 0; k < r->n_in; k++) {
+        int64_t len = r->shape[k].d[axis];
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t a = 0; a < len; a++)
+                for (int64_t i = 0; i < inner; i++)
+                    r->out[(o * total + at + a) * inner + i] = r->in[k][(o * len + a) * inner + i];
+        at += len;
+    }
+}
+
+static void ref_add(r64 *r) {
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) {
+        double s = 0;
+        for (int k = 0; k < r->n_in; k++) s += r->in[k][i];
+        r->out[i] = s;
+    }
+}
+
+static void ref_scale(r64 *r) {
+    double by = A(r, "by")->f;
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = by * r->in[0][i];
+}
+
+static void ref_linear(r64 *r) {
+    int64_t N = r->out_shape.d[0], O = r->out_shape.d[1], K = numel(&r->shape[0]) / N;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++) {
+            double s = r->n_in > 2 ? r->in[2][o] : 0;
+            for (int64_t k = 0; k < K; k++) s += r->in[0][n * K + k] * r->in[1][o * K + k];
+            r->out[n * O + o] = s;
+        }
+}
+
+static void ref_softmax(r64 *r) {
+    const prt_shape *x = &r->shape[0];
+    int64_t axis = A(r, "axis")->i[0];
+    if (axis < 0) axis += x->ndim;
+    int64_t outer = 1, inner = 1, len = x->d[axis];
+    for (int i = 0; i < axis; i++) outer *= x->d[i];
+    for (int i = (int)axis + 1; i < x->ndim; i++) inner *= x->d[i];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            double s = 0;
+            for (int64_t a = 0; a < len; a++) s += exp(r->in[0][(o * len + a) * inner + i]);
+            for (int64_t a = 0; a < len; a++)
+                r->out[(o * len + a) * inner + i] = exp(r->in[0][(o * len + a) * inner + i]) / s;
+        }
+}
+
+/* The documented contract: element i at step s is dropped when the uniform
+ * number at counter s*numel + i of the call's stream is below p. */
+static void ref_dropout(r64 *r) {
+    double p = A(r, "p")->f;
+    int64_t n = numel(&r->out_shape);
+    for (int64_t i = 0; i < n; i++) {
+        if (!r->training) r->out[i] = r->in[0][i];
+        else r->out[i] = prt_rng_uniform(r->key, r->step * (uint64_t)n + (uint64_t)i) < (float)p ? 0 : r->in[0][i] / (1 - p);
+    }
+}
+
+static void ref_flatten(r64 *r) {
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = r->in[0][i];
+}
+
+static void (*ref_for(const char *op))(r64 *) {
+    static const struct { const char *name; void (*fn)(r64 *); } t[] = {
+        {"conv", ref_conv},     {"batchnorm", ref_batchnorm}, {"relu", ref_relu},     {"maxpool", ref_pool},
+        {"avgpool", ref_pool},  {"concat", ref_concat},       {"add", ref_add},       {"scale", ref_scale},
+        {"linear", ref_linear}, {"softmax", ref_softmax},     {"dropout", ref_dropout}, {"flatten", ref_flatten},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(t[i].name, op)) return t[i].fn;
+    return NULL;
+}
+
+/* ---- running kernels ---------------------------------------------------- */
+
+typedef struct run_opts {
+    bool fast;
+    int conv_layout;     /* conv only: PRT_CONV_* */
+    bool workspace;      /* pass the op's workspace query result */
+    bool inplace;        /* output shares input inplace_in's memory */
+    bool training;
+    uint64_t key, step;
+} run_opts;
+
+/* Runs one kernel on float copies of `vals` (n tensors: data inputs then
+ * params); the output goes to out, updated inputs (running statistics) back
+ * to vals. Prepare sees tensors without storage, as the contract allows. */
+static void run_kernel(prt_context *ctx, const prt_op_schema *s, prepared *p, int n, prt_shape *shapes, float **vals,
+                       float *out, const run_opts *o) {
+    prt_tensor t[MAX_IN + 4], t_nodata[MAX_IN + 4], y, y_nodata;
+    const prt_tensor *in[MAX_IN + 4], *in_nodata[MAX_IN + 4];
+    float *buf[MAX_IN + 4];
+    for (int k = 0; k < n; k++) {
+        ck_assert_int_eq(prt_tensor_alloc(ctx, prt_cpu_device(ctx), PRT_F32, &shapes[k], &t[k]), PRT_OK);
+        buf[k] = PRT_F32P(&t[k]);
+        memcpy(buf[k], vals[k], (size_t)numel(&shapes[k]) * sizeof(float));
+        prt_tensor_wrap(&t_nodata[k], NULL, PRT_F32, &shapes[k]);
+        in[k] = &t[k];
+        in_nodata[k] = &t_nodata[k];
+    }
+    prt_tensor yt;
+    bool own_y = !o->inplace;
+    if (o->inplace) prt_tensor_wrap(&y, buf[s->inplace_in], PRT_F32, &p->out[0]);
+    else {
+        ck_assert_int_eq(prt_tensor_alloc(ctx, prt_cpu_device(ctx), PRT_F32, &p->out[0], &yt), PRT_OK);
+        y = yt;
+    }
+    prt_tensor_wrap(&y_nodata, NULL, PRT_F32, &p->out[0]);
+    prt_tensor *outp[1] = {&y}, *outp_nodata[1] = {&y_nodata};
+    size_t ws = o->workspace && s->workspace ? s->workspace(&p->ic) : 0;
+    void *wsp = ws ? aligned_alloc(64, (ws + 63) & ~(size_t)63) : NULL;
+    prt_kernel_call c = {.ctx = ctx, .attrs = p->attrs, .n_in = n, .in = in_nodata, .n_out = 1, .out = outp_nodata,
+                         .workspace = wsp, .workspace_size = ws, .training = o->training, .rng_key = o->key,
+                         .step = o->step};
+    const prt_kernel *k = prt_op_kernel(s, !o->fast);
+    void *state = NULL;
+    prt_status st = PRT_OK;
+    if (o->fast && !strcmp(s->name, "conv")) st = prt_conv_prepare_layout(&c, o->conv_layout, &state);
+    else if (k->prepare) st = k->prepare(&c, &state);
+    ck_assert_msg(st == PRT_OK, "%s prepare: %s", s->name, prt_last_error(ctx));
+    c.in = in;
+    c.out = outp;
+    c.state = state;
+    st = k->run(&c);
+    ck_assert_msg(st == PRT_OK, "%s run: %s", s->name, prt_last_error(ctx));
+    if (k->release) k->release(state);
+    memcpy(out, PRT_F32P(&y), (size_t)numel(&p->out[0]) * sizeof(float));
+    for (int j = 0; j < n; j++) {
+        if (!(o->inplace && j == s->inplace_in)) memcpy(vals[j], buf[j], (size_t)numel(&shapes[j]) * sizeof(float));
+        prt_tensor_release(ctx, &t[j]);
+    }
+    if (own_y) prt_tensor_release(ctx, &yt);
+    free(wsp);
+}
+
+/* Fails unless got matches want within RTOL of the magnitude (see the top). */
+static void compare(const char *what, const float *got, const double *want, int64_t n) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += want[i] * want[i];
+    double rms = n ? sqrt(ss / (double)n) : 0;
+    for (int64_t i = 0; i < n; i++) {
+        double tol = RTOL * (fabs(want[i]) + rms) + 1e-30;
+        bool ok = fabs((double)got[i] - want[i]) <= tol || (isinf(want[i]) && (double)got[i] == want[i]);
+        /* ck_abort only on failure: every ck_assert records its location in Check's log */
+        if (!ok) ck_abort_msg("%s: element %lld is %.9g, want %.9g (tolerance %.3g)", what, (long long)i, got[i], want[i], tol);
+    }
+}
+
+/* Runs one case through the float64 reference, .ref and .fast (and in place,
+ * and every conv layout); returns the number of comparisons made. */
+static int check_case(prt_context *ctx, const prt_op_schema *s, const tcase *tc, uint64_t seed) {
+    prepared p;
+    prt_status st = infer(ctx, s, tc, &p);
+    ck_assert_msg(st == PRT_OK, "%s %s: %s", s->name, tc->what, prt_last_error(ctx));
+    int n = 0;
+    prt_shape shapes[MAX_IN + 4];
+    for (int k = 0; k < tc->n_in; k++) shapes[n++] = tc->in[k];
+    int first_param = n;
+    for (int q = 0; q < s->n_params; q++)
+        if (p.present[q]) shapes[n++] = p.params[q];
+    rng r = {seed | 1};
+    float *vals[MAX_IN + 4], *init[MAX_IN + 4];
+    double *v64[MAX_IN + 4];
+    for (int k = 0; k < n; k++) {
+        int64_t m = numel(&shapes[k]);
+        vals[k] = malloc((size_t)(m ? m : 1) * sizeof(float));
+        init[k] = malloc((size_t)(m ? m : 1) * sizeof(float));
+        v64[k] = malloc((size_t)(m ? m : 1) * sizeof(double));
+        bool positive = !strcmp(s->name, "batchnorm") && k == first_param + 3; /* variance */
+        for (int64_t i = 0; i < m; i++) {
+            double v = runif(&r) * 2 - 1;
+            if (positive) v = 0.1 + fabs(v);
+            if (tc->negative) v = -0.5 - fabs(v);
+            if (!strcmp(s->name, "softmax")) v *= 8; /* exercise the max subtraction */
+            init[k][i] = (float)v;
+        }
+    }
+    int64_t on = numel(&p.out[0]);
+    double *want = malloc((size_t)(on ? on : 1) * sizeof(double));
+    float *got = malloc((size_t)(on ? on : 1) * sizeof(float));
+    uint64_t key = 0x1234 + seed, step = seed % 7;
+    r64 ref = {.s = s, .attrs = p.attrs, .n_in = n, .out = want, .out_shape = p.out[0], .training = tc->training,
+               .key = key, .step = step};
+    for (int k = 0; k < n; k++) {
+        for (int64_t i = 0; i < numel(&shapes[k]); i++) v64[k][i] = init[k][i];
+        ref.in[k] = v64[k];
+        ref.shape[k] = shapes[k];
+    }
+    void (*fn)(r64 *) = ref_for(s->name);
+    ck_assert_msg(fn != NULL, "op '%s' has no float64 reference in test_ops.c", s->name);
+    fn(&ref);
+
+    int layouts[3] = {PRT_CONV_AUTO, PRT_CONV_PLAIN, PRT_CONV_BLOCKED};
+    int n_layouts = !strcmp(s->name, "conv") ? 3 : 1;
+    int checks = 0;
+    for (int variant = 0; variant < 2 + n_layouts + (s->inplace_in >= 0 ? 2 : 0); variant++) {
+        run_opts o = {.training = tc->training, .key = key, .step = step, .workspace = true};
+        const char *vname;
+        if (variant == 0) {
+            vname = ".ref";
+        } else if (variant == 1) {
+            o.fast = true;
+            o.workspace = false; /* the kernel allocates its own */
+            vname = ".fast without workspace";
+        } else if (variant < 2 + n_layouts) {
+            o.fast = true;
+            o.conv_layout = layouts[variant - 2];
+            vname = o.conv_layout == PRT_CONV_AUTO ? ".fast" : o.conv_layout == PRT_CONV_PLAIN ? ".fast plain" : ".fast blocked";
+        } else {
+            o.fast = variant == 2 + n_layouts + 1;
+            o.inplace = true;
+            vname = o.fast ? ".fast in place" : ".ref in place";
+        }
+        for (int k = 0; k < n; k++) memcpy(vals[k], init[k], (size_t)numel(&shapes[k]) * sizeof(float));
+        run_kernel(ctx, s, &p, n, shapes, vals, got, &o);
+        char what[256];
+        snprintf(what, sizeof what, "%s %s (case '%s')", s->name, vname, tc->what);
+        compare(what, got, want, on);
+        checks++;
+        if (!strcmp(s->name, "batchnorm")) {
+            /* running statistics: updated in training, untouched otherwise */
+            char w2[300];
+            for (int q = 3; q <= 4; q++) {
+                snprintf(w2, sizeof w2, "%s running %s", what, q == 3 ? "mean" : "var");
+                compare(w2, vals[first_param + q - 1], v64[first_param + q - 1], numel(&shapes[first_param + q - 1]));
+            }
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        free(vals[k]);
+        free(init[k]);
+        free(v64[k]);
+    }
+    free(want);
+    free(got);
+    return checks;
+}
+
+/* ---- the harness: one test per registered op ------------------------------ */
+
+START_TEST(test_op_forward) {
+    prt_context *ctx = tu_context();
+    const prt_op_schema *s = prt_op_get(ctx->ops, _i);
+    ck_assert_ptr_nonnull(s);
+    static tcase cs[MAX_CASES];
+    rng r = {0x9e3779b97f4a7c15ull ^ (uint64_t)_i};
+    int n = cases_for(s->name, cs, &r);
+    ck_assert_msg(n > 0, "op '%s' has no test cases in test_ops.c: every op must be covered", s->name);
+    int checks = 0;
+    for (int k = 0; k < n; k++) checks += check_case(ctx, s, &cs[k], 1000 + (uint64_t)k);
+    ck_assert_int_ge(checks, 2 * n);
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+/* ---- dropout and batch norm specifics ------------------------------------- */
+
+static void dropout_run(prt_context *ctx, bool fast, const float *x, float *y, int64_t n, double p, uint64_t key,
+                        uint64_t step) {
+    const prt_op_schema *s = prt_op_find(ctx->ops, "dropout", NULL);
+    prt_attr a = {.type = PRT_ATTR_FLOAT, .f = p};
+    prt_shape sh = prt_shape_make(1, &n);
+    prt_tensor tx, ty;
+    prt_tensor_wrap(&tx, (void *)x, PRT_F32, &sh);
+    prt_tensor_wrap(&ty, y, PRT_F32, &sh);
+    const prt_tensor *in[1] = {&tx};
+    prt_tensor *out[1] = {&ty};
+    prt_kernel_call c = {.ctx = ctx, .attrs = &a, .n_in = 1, .in = in, .n_out = 1, .out = out, .training = true,
+                         .rng_key = key, .step = step};
+    ck_assert_int_eq(prt_op_kernel(s, !fast)->run(&c), PRT_OK);
+}
+
+START_TEST(test_dropout_reproducible) {
+    prt_context *ctx = tu_context();
+    const int64_t n = 200000;
+    float *x = malloc(n * sizeof(float)), *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dropout_run(ctx, true, x, a, n, 0.3, 77, 5);
+    omp_set_num_threads(threads > 1 ? threads : 2);
+    dropout_run(ctx, true, x, b, n, 0.3, 77, 5);
+    omp_set_num_threads(threads);
+    ck_assert_int_eq(memcmp(a, b, n * sizeof(float)), 0); /* same key and step, any thread count */
+    dropout_run(ctx, false, x, b, n, 0.3, 77, 5);
+    ck_assert_int_eq(memcmp(a, b, n * sizeof(float)), 0); /* reference and fast agree bit for bit */
+    dropout_run(ctx, true, x, b, n, 0.3, 77, 6);
+    int64_t differ = 0, zeros = 0;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        differ += a[i] != b[i];
+        zeros += a[i] == 0;
+        sum += a[i];
+        if (!(a[i] == 0 || fabsf(a[i] - 1 / 0.7f) < 1e-6f)) ck_abort_msg("element %lld is %g", (long long)i, a[i]);
+    }
+    /* another step drops another set: two independent masks differ on
+     * 2 p (1-p) = 42% of the elements */
+    ck_assert_msg(differ > n * 0.40 && differ < n * 0.44, "differ %lld", (long long)differ);
+    ck_assert_msg(zeros > n * 0.295 && zeros < n * 0.305, "zeros %lld", (long long)zeros);
+    /* the mean is preserved: E[y] = x; the standard error is sqrt(p/(1-p)/n) = 0.0015 */
+    ck_assert_msg(fabs(sum / n - 1.0) < 0.008, "mean %g", sum / n);
+    dropout_run(ctx, true, x, b, n, 0.3, 78, 5);
+    ck_assert_int_ne(memcmp(a, b, n * sizeof(float)), 0); /* another key, another mask */
+    free(x);
+    free(a);
+    free(b);
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_batchnorm_training_stats) {
+    prt_context *ctx = tu_context();
+    const prt_op_schema *s = prt_op_find(ctx->ops, "batchnorm", NULL);
+    /* channel c holds the values c + {0, 1, 2, 3} * (c + 1): mean c + 1.5 (c + 1),
+     * biased variance 1.25 (c + 1)^2, unbiased 5/3 (c + 1)^2 */
+    enum { N = 2, C = 3, S = 2 };
+    float x[N * C * S], y[N * C * S], scale[C] = {1, 2, 3}, shift[C] = {0, 1, -1}, mean[C] = {1, 1, 1}, var[C] = {2, 2, 2};
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < S; i++) x[(n * C + c) * S + i] = (float)(c + (n * S + i) * (c + 1));
+    for (int fast = 0; fast < 2; fast++) {
+        float m[C], v[C];
+        memcpy(m, mean, sizeof m);
+        memcpy(v, var, sizeof v);
+        prt_attr attrs[2] = {{.type = PRT_ATTR_FLOAT, .f = 1e-5}, {.type = PRT_ATTR_FLOAT, .f = 0.25}};
+        prt_shape xs = prt_shape_make(3, (int64_t[]){N, C, S}), cs = prt_shape_make(1, (int64_t[]){C});
+        prt_tensor tx, ty, tp[4];
+        prt_tensor_wrap(&tx, x, PRT_F32, &xs);
+        prt_tensor_wrap(&ty, y, PRT_F32, &xs);
+        float *pv[4] = {scale, shift, m, v};
+        for (int k = 0; k < 4; k++) prt_tensor_wrap(&tp[k], pv[k], PRT_F32, &cs);
+        const prt_tensor *in[5] = {&tx, &tp[0], &tp[1], &tp[2], &tp[3]};
+        prt_tensor *out[1] = {&ty};
+        prt_kernel_call c = {.ctx = ctx, .attrs = attrs, .n_in = 5, .in = in, .n_out = 1, .out = out, .training = true};
+        const prt_kernel *k = prt_op_kernel(s, !fast);
+        void *state = NULL;
+        if (k->prepare) ck_assert_int_eq(k->prepare(&c, &state), PRT_OK);
+        c.state = state;
+        ck_assert_msg(k->run(&c) == PRT_OK, "%s", prt_last_error(ctx));
+        if (k->release) k->release(state);
+        for (int ch = 0; ch < C; ch++) {
+            double bm = ch + 1.5 * (ch + 1), bv = 1.25 * (ch + 1) * (ch + 1), uv = 5.0 / 3.0 * (ch + 1) * (ch + 1);
+            ck_assert_double_eq_tol(m[ch], 0.75 * 1 + 0.25 * bm, 1e-5);
+            ck_assert_double_eq_tol(v[ch], 0.75 * 2 + 0.25 * uv, 1e-4);
+            /* normalised with the batch statistics: the first value is 1.5 std below the mean */
+            double want = (ch - bm) / sqrt(bv + 1e-5) * scale[ch] + shift[ch];
+            ck_assert_double_eq_tol(y[(0 * C + ch) * S + 0], want, 1e-4);
+        }
+    }
+    /* one value per channel cannot be normalised in training */
+    float one[3] = {1, 2, 3}, out1[3], sc[3] = {1, 1, 1}, z[3] = {0, 0, 0}, o[3] = {1, 1, 1};
+    prt_shape s1 = prt_shape_make(2, (int64_t[]){1, 3}), c1 = prt_shape_make(1, (int64_t[]){3});
+    prt_tensor t1, t2, q[4];
+    prt_tensor_wrap(&t1, one, PRT_F32, &s1);
+    prt_tensor_wrap(&t2, out1, PRT_F32, &s1);
+    float *qv[4] = {sc, z, z, o};
+    for (int k = 0; k < 4; k++) prt_tensor_wrap(&q[k], qv[k], PRT_F32, &c1);
+    const prt_tensor *in[5] = {&t1, &q[0], &q[1], &q[2], &q[3]};
+    prt_tensor *out[1] = {&t2};
+    prt_attr attrs[2] = {{.type = PRT_ATTR_FLOAT, .f = 1e-5}, {.type = PRT_ATTR_FLOAT, .f = 0.1}};
+    prt_kernel_call c = {.ctx = ctx, .attrs = attrs, .n_in = 5, .in = in, .n_out = 1, .out = out, .training = true};
+    ck_assert_int_eq(s->ref.run(&c), PRT_ERR_SHAPE);
+    ck_assert_str_eq(prt_last_error(ctx),
+                     "batchnorm: training needs more than one value per channel (batch 1, spatial size 1)");
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+/* The oneDNN boundary: a kernel given an unsupported tensor says so. */
+START_TEST(test_kernel_errors) {
+    prt_context *ctx = tu_context();
+    const prt_op_schema *s = prt_op_find(ctx->ops, "relu", NULL);
+    double d[4] = {0};
+    prt_shape sh = prt_shape_make(1, (int64_t[]){4});
+    prt_tensor tx, ty;
+    prt_tensor_wrap(&tx, d, PRT_F64, &sh);
+    prt_tensor_wrap(&ty, d, PRT_F64, &sh);
+    const prt_tensor *in[1] = {&tx};
+    prt_tensor *out[1] = {&ty};
+    prt_kernel_call c = {.ctx = ctx, .n_in = 1, .in = in, .n_out = 1, .out = out};
+    ck_assert_int_eq(s->fast.run(&c), PRT_ERR_UNSUPPORTED);
+    ck_assert_str_eq(prt_last_error(ctx), "relu kernel: input 0 is f64; CPU kernels compute f32");
+    const prt_op_schema *sm = prt_op_find(ctx->ops, "softmax", NULL);
+    prt_attr axis = {.type = PRT_ATTR_INT, .n = 1, .i = {0}};
+    c.attrs = &axis;
+    void *state = NULL;
+    ck_assert_int_eq(sm->fast.prepare(&c, &state), PRT_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(state);
+    /* a kernel prepared for a planned workspace that then gets none */
+    const prt_op_schema *conv = prt_op_find(ctx->ops, "conv", NULL);
+    tcase cs[1];
+    int n = 0;
+    CASE("blocked", S(SH4(1, 16, 12, 12)), I1("out", 16), I1("kernel", 3), I1("bias", 0));
+    prepared p;
+    ck_assert_int_eq(infer(ctx, conv, &cs[0], &p), PRT_OK);
+    size_t need = conv->workspace(&p.ic);
+    ck_assert_uint_gt(need, 0); /* 3x3 on 12x12 runs blocked: reorder buffers */
+    ck_assert_uint_eq(need % 64, 0);
+    float *xb = calloc(16 * 144, 4), *wb = calloc(16 * 16 * 9, 4), *yb = calloc(16 * 100, 4);
+    prt_tensor cx, cw, cy;
+    prt_tensor_wrap(&cx, xb, PRT_F32, &p.in[0]);
+    prt_tensor_wrap(&cw, wb, PRT_F32, &p.params[0]);
+    prt_tensor_wrap(&cy, yb, PRT_F32, &p.out[0]);
+    const prt_tensor *cin[2] = {&cx, &cw};
+    prt_tensor *cout[1] = {&cy};
+    prt_kernel_call cc = {.ctx = ctx, .attrs = p.attrs, .n_in = 2, .in = cin, .n_out = 1, .out = cout,
+                          .workspace_size = need};
+    ck_assert_int_eq(conv->fast.prepare(&cc, &state), PRT_OK);
+    cc.state = state;
+    ck_assert_int_eq(conv->fast.run(&cc), PRT_ERR_INTERNAL);
+    ck_assert_msg(strstr(prt_last_error(ctx), "conv kernel: needs a 64-byte aligned workspace of ") != NULL, "%s",
+                  prt_last_error(ctx));
+    conv->fast.release(state);
+    free(xb);
+    free(wb);
+    free(yb);
+    ck_assert_int_eq(prt_dnnl_check(ctx, dnnl_unimplemented, "conv"), PRT_ERR_UNSUPPORTED);
+    ck_assert_str_eq(prt_last_error(ctx), "oneDNN conv: unimplemented");
+    ck_assert_int_eq(prt_dnnl_check(ctx, dnnl_invalid_arguments, "pooling"), PRT_ERR_BACKEND);
+    ck_assert_str_eq(prt_last_error(ctx), "oneDNN pooling: invalid_arguments");
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+static Suite *suite(int n_ops) {
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("kernels");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_op_forward, 0, n_ops);
+    tcase_add_test(tc, test_dropout_reproducible);
+    tcase_add_test(tc, test_batchnorm_training_stats);
+    tcase_add_test(tc, test_kernel_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    /* the harness covers whatever the registry holds */
+    prt_context *ctx = NULL;
+    if (prt_context_create(NULL, &ctx) != PRT_OK) return 1;
+    int n_ops = prt_op_count(ctx->ops);
+    prt_context_destroy(ctx);
+    return tu_run(suite(n_ops));
+}
