@@ -6,6 +6,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$PARROTS_ROOT"
 
+# The command-line tests also use python3 (to read --json output and write raw input).
+PARROTS_PACKAGES+=(python3)
 parrots_setup build -DPARROTS_WERROR=ON
 echo "== test suite (release build)"
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
