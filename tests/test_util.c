@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 prt_context *tu_context(void) {
     prt_context_options o = {.struct_size = sizeof o, .log_level = PRT_LOG_WARN};
@@ -23,4 +24,14 @@ int tu_run(Suite *s) {
     int failed = srunner_ntests_failed(r);
     srunner_free(r);
     return failed == 0 ? 0 : 1;
+}
+
+void tu_expect_yaml_error(const char *text, prt_status want, const char *msg) {
+    prt_context *ctx = tu_context();
+    prt_graph *g = (prt_graph *)&g; /* not NULL, so the test sees that a failed load clears it */
+    prt_status st = prt_graph_load_yaml_string(ctx, "net.yaml", text, strlen(text), &g);
+    ck_assert_str_eq(prt_last_error(ctx), msg);
+    ck_assert_int_eq(st, want);
+    ck_assert_ptr_null(g);
+    prt_context_destroy(ctx);
 }

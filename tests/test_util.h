@@ -10,6 +10,9 @@
 prt_context *tu_context(void);
 /* Path of a file in the source tree ("examples/polynet.yaml"); static buffer. */
 const char *tu_src(const char *rel);
+/* Loads `text` as "net.yaml" and asserts the load fails with status `want`, the
+ * exact message `msg`, and no graph. */
+void tu_expect_yaml_error(const char *text, prt_status want, const char *msg);
 /* Runs a suite, returns the process exit status (0 when every test passed). */
 int tu_run(Suite *s);
 

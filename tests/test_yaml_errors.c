@@ -488,16 +488,6 @@ START_TEST(t_file_is_directory) {
 }
 END_TEST
 
-static void expect_string_error(const char *text, prt_status want, const char *msg) {
-    prt_context *ctx = tu_context();
-    prt_graph *g = (prt_graph *)&g;
-    prt_status st = prt_graph_load_yaml_string(ctx, "net.yaml", text, strlen(text), &g);
-    ck_assert_str_eq(prt_last_error(ctx), msg);
-    ck_assert_int_eq(st, want);
-    ck_assert_ptr_null(g);
-    prt_context_destroy(ctx);
-}
-
 /* Five nested layers with 120-character names make a path of 5 * 121 - 1 = 604
  * characters, past the 512 limit; four (483) are fine. */
 START_TEST(t_path_too_long) {
@@ -519,7 +509,7 @@ START_TEST(t_path_too_long) {
              "net.yaml:7:18: layer path 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' + '/%s' is longer than 512 "
              "characters",
              name[4]);
-    expect_string_error(text, PRT_ERR_LIMIT, want);
+    tu_expect_yaml_error(text, PRT_ERR_LIMIT, want);
 }
 END_TEST
 
@@ -528,7 +518,7 @@ START_TEST(t_expression_too_long) {
     size_t o = (size_t)snprintf(text, sizeof text, "parrots: 1\ninput: {x: [2]}\nlayers:\n  - scale: {by: \"${1");
     for (int k = 0; k < 512; k++) o += (size_t)snprintf(text + o, sizeof text - o, "+1");
     snprintf(text + o, sizeof text - o, "}\"}\n");
-    expect_string_error(text, PRT_ERR_LIMIT,
+    tu_expect_yaml_error(text, PRT_ERR_LIMIT,
                         "net.yaml:4:17: expression '${1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1...' is longer "
                         "than 1024 characters");
 }

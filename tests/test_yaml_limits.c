@@ -8,19 +8,9 @@
 
 #include "tests/test_util.h"
 
-static void expect_error(const char *text, prt_status want, const char *msg) {
-    prt_context *ctx = tu_context();
-    prt_graph *g = (prt_graph *)&g;
-    prt_status st = prt_graph_load_yaml_string(ctx, "net.yaml", text, strlen(text), &g);
-    ck_assert_str_eq(prt_last_error(ctx), msg);
-    ck_assert_int_eq(st, want);
-    ck_assert_ptr_null(g);
-    prt_context_destroy(ctx);
-}
-
 /* 10,000 instances of 101 relus: node 1,000,001 is refused. */
 START_TEST(t_node_limit) {
-    expect_error("parrots: 1\ninput: {x: [2]}\n"
+    tu_expect_yaml_error("parrots: 1\ninput: {x: [2]}\n"
                  "modules:\n"
                  "  m: {layers: [relu: ]}\n"
                  "  n:\n"
@@ -51,7 +41,7 @@ START_TEST(t_work_limit) {
              "layers:\n"
              "  - repeat: 10000\n"
              "    module: n\n");
-    expect_error(text, PRT_ERR_LIMIT,
+    tu_expect_yaml_error(text, PRT_ERR_LIMIT,
                  "net.yaml:9:9: expanding the network takes more than 100000000 evaluation steps (repeats of "
                  "modules with many arguments or layers)");
     free(text);
