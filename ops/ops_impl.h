@@ -112,6 +112,9 @@ typedef struct prt_kernel {
 #define PRT_MAX_OP_PARAMS 4
 #define PRT_VARIADIC 64 /* max data inputs of a variadic op */
 
+struct prt_grad_ctx;
+struct prt_graph;
+
 typedef struct prt_op_schema {
     const char *name;
     const char *doc;
@@ -129,7 +132,46 @@ typedef struct prt_op_schema {
     size_t (*workspace)(const prt_infer_ctx *ic);
     prt_kernel ref;                 /* plain C reference: readable, used by tests */
     prt_kernel fast;                /* production path; run == NULL falls back to ref */
+    /* ---- training (appended; see ops/train_impl.h) ---- */
+    /* optional: appends the nodes computing this node's input gradients (reverse
+     * mode, ops/autodiff.c). NULL: not differentiable, and grad_note says why
+     * ("backward-only op", "optimizer update"); autodiff then reports an error if a
+     * gradient has to flow through the node. */
+    prt_status (*grad)(struct prt_grad_ctx *gc);
+    const char *grad_note;
+    /* bit i set: data input i is read for its shape only (its values are not used),
+     * so the memory planner need not keep it alive for this node */
+    uint32_t shape_only;
+    /* the kernel updates some of its inputs in place (optimizer updates, running
+     * statistics) and may have no outputs; the verifier allows it to write params and state */
+    bool updates_inputs;
 } prt_op_schema;
+
+/* ---- gradient builders ------------------------------------------------ */
+
+/* What a schema's grad builder gets: the forward node, the gradient flowing into
+ * each of its outputs, and where to put the gradient of each input. */
+typedef struct prt_grad_ctx {
+    struct prt_graph *g;
+    int node;          /* the forward node's id */
+    const int *dy;     /* per output: gradient value id; -1 when no gradient flows
+                        * there; PRT_GRAD_ONE for a scalar loss root (gradient 1) */
+    int *dx;           /* per input (node->in order: data inputs, then params): the
+                        * builder stores gradient value ids; -1 (preset) = none */
+} prt_grad_ctx;
+
+#define PRT_GRAD_ONE (-2)
+
+/* Appends a node of op `op` (by name) computing gradients for gc's node, named
+ * "<forward node>/<op>" (made unique), with the given data inputs. attrs: the op's
+ * attributes in its schema order, or NULL to copy the forward node's (the two
+ * schemas must then share their attribute table). The ids of the new node's outputs
+ * are written to outs (the op's n_out of them). Shape inference runs at once. */
+prt_status prt_grad_emit(prt_grad_ctx *gc, const char *op, const int *in, int n_in, const prt_attr *attrs,
+                         int *outs);
+/* The schema defaults of `s` into attrs (s->n_attrs entries), for builders that
+ * emit ops with their own attribute tables. */
+void prt_attrs_default(const prt_op_schema *s, prt_attr *attrs);
 
 /* ---- the registry ----------------------------------------------------- */
 
