@@ -269,6 +269,12 @@ prt_status prt_graph_bind_params(prt_graph *g) {
     return PRT_OK;
 }
 
+prt_status prt_graph_infer_node(prt_graph *g, int n) {
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    return infer_node(g, n, &sc, &ic);
+}
+
 prt_status prt_graph_infer(prt_graph *g, int64_t batch) {
     if (!g->params_bound) PRT_CHECK(prt_graph_bind_params(g));
     if (batch < 1 || batch > (1 << 24))

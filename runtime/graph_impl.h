@@ -83,6 +83,9 @@ prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char
 prt_status prt_graph_set_outputs(prt_graph *g, const int *ids, int n);
 prt_status prt_graph_bind_params(prt_graph *g);
 prt_status prt_graph_infer(prt_graph *g, int64_t batch);
+/* Infers the output shapes of node n alone, at the graph's current batch (for
+ * nodes appended after inference, such as gradient nodes). */
+prt_status prt_graph_infer_node(prt_graph *g, int n);
 
 typedef struct prt_graph_stats {
     int64_t n_nodes;

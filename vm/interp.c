@@ -31,15 +31,22 @@ static prt_status vm_call_failed(prt_vm *vm, int pc, const prt_vm_call *c, prt_s
 #define vm_exec_goto vm_exec_switch
 #endif
 
+/* A run executes with the current step, then counts it: the first run is step 0,
+ * which is what learning-rate schedules and dropout masks are keyed by. */
 prt_status prt_vm_run(prt_vm *vm) {
+    prt_status st = vm_exec_goto(vm);
     vm->step++;
-    return vm_exec_goto(vm);
+    return st;
 }
 
 prt_status prt_vm_run_switch(prt_vm *vm) {
+    prt_status st = vm_exec_switch(vm);
     vm->step++;
-    return vm_exec_switch(vm);
+    return st;
 }
+
+void prt_vm_set_step(prt_vm *vm, uint64_t step) { vm->step = step; }
+uint64_t prt_vm_get_step(const prt_vm *vm) { return vm->step; }
 
 /* ---- creation ------------------------------------------------------------ */
 

@@ -43,6 +43,11 @@ prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev
                          const prt_vm_options *opts, prt_vm **out);
 void prt_vm_destroy(prt_vm *vm);
 prt_status prt_vm_run(prt_vm *vm);
+/* The step counter: the next run executes as step `step` (0 for the first run).
+ * Kernels see it as prt_kernel_call.step (dropout masks, learning-rate schedules);
+ * setting it back replays a step exactly (gradient checks, resumed training). */
+void prt_vm_set_step(prt_vm *vm, uint64_t step);
+uint64_t prt_vm_get_step(const prt_vm *vm);
 int prt_vm_n_inputs(const prt_vm *vm);
 int prt_vm_n_outputs(const prt_vm *vm);
 /* Borrowed until prt_vm_destroy. */
