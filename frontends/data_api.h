@@ -59,6 +59,8 @@ typedef struct prt_loader_options {
     float mean, std;      /* normalisation x' = (x - mean) / std; defaults 0 and 1 */
     int prefetch;         /* batches prepared ahead on a background thread; 0: synchronous */
     int64_t shard, shards; /* this process reads samples i with i % shards == shard (0 of 1) */
+    /* (i is the position in the epoch's shuffled order, the same on every shard; each
+     * shard reads size / shards samples, so all shards run the same number of batches) */
 } prt_loader_options;
 
 void prt_loader_defaults(prt_loader_options *o);

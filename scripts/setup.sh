@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PARROTS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PARROTS_PACKAGES=(cmake make gcc pkg-config libyaml-dev check libdnnl-dev)
+PARROTS_PACKAGES=(cmake make gcc pkg-config libyaml-dev check libdnnl-dev
+  zlib1g-dev dataset-fashion-mnist)
 
 parrots_install_packages() {
   local missing=()
