@@ -206,4 +206,12 @@ prt_ymodule *prt_ymodule_find(const prt_yload *L, const char *name);
 prt_status prt_ybuild_top(prt_yload *L, const prt_ynode *layers, const prt_ynode *input_map,
                           const int *input_ids, const prt_ynode *output);
 
+/* ---- the solver section (yaml_solver.c) ---------------------------------- */
+
+struct prt_solver;
+/* Parses the top-level `solver:` mapping (prt_solver_set's keys) into a new
+ * solver (caller frees with prt_free(ctx, p, 0)), checked with prt_solver_check;
+ * messages are located at the offending key or value. */
+prt_status prt_ysolver_parse(prt_yload *L, const prt_ynode *sec, struct prt_solver **out);
+
 #endif

@@ -24,7 +24,8 @@ typedef struct yinc {
     int depth;
 } yinc;
 
-static const char *const top_keys[] = {"parrots", "name", "include", "input", "modules", "layers", "output"};
+static const char *const top_keys[] = {"parrots", "name", "include", "input", "modules", "layers", "output", "solver"};
+#define N_TOP_KEYS ((int)(sizeof top_keys / sizeof top_keys[0]))
 static const char *const module_keys[] = {"args", "inputs", "layers", "output"};
 static const char *const reserved_names[] = {"name", "input", "share", "repeat", "module", "args"};
 
@@ -127,22 +128,22 @@ static prt_status check_root(prt_yload *L, const char *file, const prt_ynode *ro
     for (int k = 0; k < root->n; k++) {
         const prt_ynode *kn = prt_ymap_key(root, k);
         int j = 0;
-        while (j < 7 && strcmp(top_keys[j], kn->s)) j++;
-        if (j < 7) {
+        while (j < N_TOP_KEYS && strcmp(top_keys[j], kn->s)) j++;
+        if (j < N_TOP_KEYS) {
             if (included && strcmp(kn->s, "parrots") && strcmp(kn->s, "include") && strcmp(kn->s, "modules"))
                 return prt_yerr(L->ctx, kn, PRT_ERR_SCHEMA,
                                 "'%s' is not allowed in an included file (it has only parrots, include and modules)",
                                 kn->s);
             continue;
         }
-        const char *near = prt_ynearest(kn->s, top_keys, 7);
+        const char *near = prt_ynearest(kn->s, top_keys, N_TOP_KEYS);
         if (near)
             return prt_yerr(L->ctx, kn, PRT_ERR_SCHEMA, "unknown key '%s' (did you mean '%s'?)",
                             prt_yshort(kn->s, b, sizeof b), near);
         return prt_yerr(L->ctx, kn, PRT_ERR_SCHEMA,
                         "unknown key '%s' (the top-level keys are %s)", prt_yshort(kn->s, b, sizeof b),
                         included ? "parrots, include and modules"
-                                 : "parrots, name, include, input, modules, layers and output");
+                                 : "parrots, name, include, input, modules, layers, output and solver");
     }
     return PRT_OK;
 }
@@ -465,6 +466,8 @@ static prt_status load(prt_context *ctx, const char *file, const char *text, siz
     PRT_CHECK_GOTO(prt_ybuild_top(&L, layers, inp, input_ids, prt_ymap_get(root, "output")), st, done);
     PRT_CHECK_GOTO(prt_graph_bind_params(L.g), st, done);
     PRT_CHECK_GOTO(prt_graph_infer(L.g, 1), st, done);
+    if (prt_ymap_get(root, "solver"))
+        PRT_CHECK_GOTO(prt_ysolver_parse(&L, prt_ymap_get(root, "solver"), &L.g->solver), st, done);
 done:
     if (st == PRT_OK) {
         *out = L.g;

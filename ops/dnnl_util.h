@@ -79,4 +79,67 @@ prt_status prt_conv_prepare_layout(const prt_kernel_call *c, int layout, void **
  * it reorders activations to a blocked layout. */
 const char *prt_conv_state_impl(const void *state, bool *blocked);
 
+/* ---- plans: one primitive over the graph's plain tensors (ops/dnnl_prim.c) ----
+ * The backward kernels describe their primitive (conv data or weight gradient,
+ * inner product) and which kernel-call tensor feeds each of its arguments; the
+ * plan adds a reorder wherever the primitive picked another layout and lays out
+ * the workspace as [scratchpad][reordered copies], each 64-aligned. The
+ * scratchpad is shared: the primitive and its reorders run one after another.
+ *
+ *     prt_dnnl_io io[] = {{DNNL_ARG_DIFF_DST, 0, dy_md}, {DNNL_ARG_DIFF_SRC, -1, dx_md}};
+ *     prt_dnnl_plan p;
+ *     st = prt_dnnl_plan_make(&p, pd, io, 2, eng);  // takes pd, even on failure
+ *     prt_dnnl_prim *s;
+ *     PRT_CHECK(prt_dnnl_prim_create(c, &p, "conv_bwd_data", &s));  // in prepare
+ *     prt_dnnl_plan_free(&p);
+ *     PRT_CHECK(prt_dnnl_prim_run(s, c, "conv_bwd_data"));        // in run
+ */
+#define PRT_DNNL_MAX_IO 4
+
+/* Like prt_dnnl_pd_create, with a forward primitive descriptor as the hint
+ * oneDNN requires for backward primitives. */
+dnnl_status_t prt_dnnl_pd_create_hint(dnnl_primitive_desc_t *pd, const void *op_desc, dnnl_engine_t eng,
+                                      const_dnnl_primitive_desc_t hint);
+/* A reorder from -> to with a user scratchpad (its size raised into *scratch);
+ * *pd is NULL when the layouts are equal. */
+dnnl_status_t prt_dnnl_reorder_pd(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, dnnl_engine_t eng,
+                                  dnnl_primitive_desc_t *pd, size_t *scratch);
+
+typedef struct prt_dnnl_io {
+    int arg;                 /* DNNL_ARG_* */
+    int slot;                /* the call's tensor: in[slot], or out[-1 - slot] when negative */
+    dnnl_memory_desc_t user; /* its plain layout */
+} prt_dnnl_io;
+
+typedef struct prt_dnnl_plan {
+    dnnl_primitive_desc_t pd, reorder[PRT_DNNL_MAX_IO]; /* owned; reorder NULL when not needed */
+    prt_dnnl_io io[PRT_DNNL_MAX_IO];
+    int n_io;
+    size_t scratch, off[PRT_DNNL_MAX_IO], total; /* total: the workspace bytes */
+    bool reordered;                              /* some tensor is reordered */
+} prt_dnnl_plan;
+
+/* Takes ownership of pd (freed with the plan, or at once on failure). */
+dnnl_status_t prt_dnnl_plan_make(prt_dnnl_plan *p, dnnl_primitive_desc_t pd, const prt_dnnl_io *io, int n_io,
+                                 dnnl_engine_t eng);
+void prt_dnnl_plan_free(prt_dnnl_plan *p);
+
+typedef struct prt_dnnl_prim {
+    prt_dnnl_base b;
+    dnnl_primitive_t prim, reorder[PRT_DNNL_MAX_IO];
+    dnnl_memory_t user[PRT_DNNL_MAX_IO], inner[PRT_DNNL_MAX_IO], scratch;
+    int arg[PRT_DNNL_MAX_IO], slot[PRT_DNNL_MAX_IO], n_io;
+    size_t off[PRT_DNNL_MAX_IO];
+    bool reordered;
+    const char *impl;        /* oneDNN's implementation name ("jit:avx2") */
+} prt_dnnl_prim;
+
+/* Kernel state for a plan (the plan may be freed after). Caller frees with
+ * prt_dnnl_prim_release, which serves as a prt_kernel release. */
+prt_status prt_dnnl_prim_create(const prt_kernel_call *c, const prt_dnnl_plan *p, const char *what,
+                                prt_dnnl_prim **out);
+/* Binds the call's tensors, reorders inputs, runs, reorders outputs back. */
+prt_status prt_dnnl_prim_run(const prt_dnnl_prim *s, const prt_kernel_call *c, const char *what);
+void prt_dnnl_prim_release(void *state);
+
 #endif

@@ -15,6 +15,16 @@ static prt_status add_infer(prt_infer_ctx *ic) {
     return PRT_OK;
 }
 
+/* Every input's gradient is dy itself: no node, the value is shared. */
+static prt_status add_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    int n = gc->g->nodes[gc->node].n_data_in;
+    for (int k = 0; k < n; k++)
+        if (prt_grad_wants(gc, k)) gc->dx[k] = gc->dy[0];
+    return PRT_OK;
+}
+
 static int64_t add_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, ic->n_in - 1); }
 
 static prt_status add_ref(const prt_kernel_call *c) {
@@ -77,4 +87,5 @@ const prt_op_schema prt_op_add = {
     .inplace_in = 0,
     .ref = {.run = add_ref},
     .fast = {.run = add_fast},
+    .grad = add_grad,
 };

@@ -7,15 +7,15 @@
  * where n = N * (spatial size) values per channel.
  * Fast path: oneDNN's batch normalization on the plain layout, viewed as
  * [N, C, S, 1] with S the product of the spatial dims. */
-#include "ops/dnnl_util.h"
-#include "ops/ops_util.h"
+#include "ops/bwd_util.h"
 
 #include <math.h>
 
 enum { A_EPS, A_MOMENTUM };
 enum { P_SCALE, P_SHIFT, P_MEAN, P_VAR };
 
-static const prt_attr_def bn_attrs[] = {
+/* shared with batchnorm_bwd (ops/bwd_util.h) */
+const prt_attr_def prt_batchnorm_attrs[] = {
     PRT_ATTR_OPT_FLOAT("eps", 1e-5, "added to the variance"),
     PRT_ATTR_OPT_FLOAT("momentum", 0.1, "weight of the batch statistics in the running update"),
 };
@@ -265,13 +265,38 @@ static prt_status bn_fast(const prt_kernel_call *c) {
     return PRT_OK;
 }
 
+/* ---- gradient --------------------------------------------------------- */
+
+/* One batchnorm_bwd(dy, x, scale, mean, var) node gives dx, dscale and
+ * dshift; the running mean and variance (state) get none, and neither does x
+ * when it is a graph input (the node computes dx anyway). The kernel follows
+ * the step's mode like the forward: in training (autodiff's case) the batch
+ * statistics recomputed from x, and their dependence on x; outside training
+ * the running statistics it is passed, as constants. */
+static prt_status bn_grad(prt_grad_ctx *gc) {
+    prt_graph *g = gc->g;
+    int dy = gc->dy[0];
+    if (dy == -1) return PRT_OK;
+    const prt_node *nd = &g->nodes[gc->node];
+    if (dy == PRT_GRAD_ONE)
+        return prt_error(g->ctx, PRT_ERR_INVALID, "layer '%s' (batchnorm): its output is not a scalar loss",
+                         nd->name);
+    /* node->in: x, scale, shift, mean, var (every slot is always bound) */
+    int in[5] = {dy, nd->in[0], nd->in[1 + P_SCALE], nd->in[1 + P_MEAN], nd->in[1 + P_VAR]}, outs[3];
+    PRT_CHECK(prt_grad_emit(gc, "batchnorm_bwd", in, 5, NULL, outs));
+    if (g->values[in[1]].kind != PRT_VAL_INPUT) gc->dx[0] = outs[0];
+    gc->dx[1 + P_SCALE] = outs[1];
+    gc->dx[1 + P_SHIFT] = outs[2];
+    return PRT_OK;
+}
+
 const prt_op_schema prt_op_batchnorm = {
     .name = "batchnorm",
     .doc = "batch normalization over dim 1 with learned scale and shift",
     .min_in = 1,
     .max_in = 1,
     .n_out = 1,
-    .attrs = bn_attrs,
+    .attrs = prt_batchnorm_attrs,
     .n_attrs = 2,
     .params = bn_params,
     .n_params = 4,
@@ -281,4 +306,5 @@ const prt_op_schema prt_op_batchnorm = {
     .workspace = bn_workspace,
     .ref = {.run = bn_ref},
     .fast = {.prepare = bn_prepare, .run = bn_fast, .release = bn_release},
+    .grad = bn_grad,
 };

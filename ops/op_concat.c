@@ -41,6 +41,41 @@ static prt_status concat_infer(prt_infer_ctx *ic) {
     return PRT_OK;
 }
 
+/* dx_k = slice(dy, x_k) starting at input k's offset along the axis. The
+ * offsets are fixed numbers, so the batch axis (whose size changes with the
+ * batch) cannot be sliced this way. */
+static prt_status concat_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    prt_graph *g = gc->g;
+    const prt_op_schema *ss = prt_op_find(g->ctx->ops, "slice", NULL);
+    if (!ss || ss->n_attrs != 2)
+        return prt_error(g->ctx, PRT_ERR_INTERNAL, "gradient builder of concat: op 'slice' is missing");
+    int n = g->nodes[gc->node].n_data_in;
+    prt_shape s0 = prt_graph_value_shape(g, g->nodes[gc->node].in[0]);
+    int axis = concat_axis(g->nodes[gc->node].attrs, s0.ndim);
+    if (axis == 0)
+        return prt_error(g->ctx, PRT_ERR_UNSUPPORTED,
+                         "layer '%s' (concat): no gradient for a concatenation along the batch axis",
+                         g->nodes[gc->node].name);
+    int64_t start = 0;
+    for (int k = 0; k < n; k++) {
+        int x = g->nodes[gc->node].in[k];
+        int64_t len = prt_graph_value_shape(g, x).d[axis];
+        if (prt_grad_wants(gc, k)) {
+            prt_attr attrs[2];
+            prt_attrs_default(ss, attrs);
+            attrs[0].i[0] = axis;
+            attrs[1].i[0] = start;
+            attrs[0].set = attrs[1].set = true;
+            int in[2] = {gc->dy[0], x};
+            PRT_CHECK(prt_grad_emit(gc, "slice", in, 2, attrs, &gc->dx[k]));
+        }
+        start += len;
+    }
+    return PRT_OK;
+}
+
 static int64_t concat_flops(const prt_infer_ctx *ic) { return 0; }
 
 /* outer: product of the dims before the axis; each input contributes a run of
@@ -126,4 +161,5 @@ const prt_op_schema prt_op_concat = {
     .inplace_in = -1,
     .ref = {.run = concat_ref},
     .fast = {.run = concat_fast},
+    .grad = concat_grad,
 };

@@ -9,15 +9,15 @@
  * change every training step). conv_prefer_blocked() picks per layer from
  * measurements; the reorder buffers and oneDNN's scratchpad live in the
  * node's workspace, so the memory plan accounts for them. */
-#include "ops/dnnl_util.h"
-#include "ops/ops_util.h"
+#include "ops/bwd_util.h"
 
 #include <string.h>
 
 enum { A_OUT, A_KERNEL, A_STRIDE, A_PAD, A_DILATION, A_GROUPS, A_BIAS };
 enum { P_WEIGHT, P_BIAS };
 
-static const prt_attr_def conv_attrs[] = {
+/* shared with conv_bwd_data and conv_bwd_weight (ops/bwd_util.h) */
+const prt_attr_def prt_conv_attrs[] = {
     PRT_ATTR_REQ("out", PRT_ATTR_INT, 1, "output channels"),
     PRT_ATTR_REQ("kernel", PRT_ATTR_INTS, 1, "k or [kh, kw]"),
     PRT_ATTR_OPT_INTS("stride", 1, 1, "s or [sh, sw]"),
@@ -410,13 +410,50 @@ static prt_status conv_fast(const prt_kernel_call *c) {
     return PRT_OK;
 }
 
+/* ---- gradient --------------------------------------------------------- */
+
+/* Index in node->in of schema param slot `slot` (data inputs first, then the
+ * bound params in slot order). */
+static int param_in(const prt_node *nd, int slot) {
+    int k = nd->n_data_in;
+    for (int p = 0; p < slot; p++) k += (nd->param_mask >> p) & 1u;
+    return k;
+}
+
+/* dx = conv_bwd_data(dy, w, x), dw = conv_bwd_weight(dy, x, w), db =
+ * bias_grad(dy). dx is skipped when x is a graph input: nothing upstream of an
+ * image wants its gradient, and it costs as much as the forward conv. */
+static prt_status conv_grad(prt_grad_ctx *gc) {
+    prt_graph *g = gc->g;
+    int dy = gc->dy[0];
+    if (dy == -1) return PRT_OK;
+    /* copies: emitting nodes may move g->nodes */
+    const prt_node *nd = &g->nodes[gc->node];
+    if (dy == PRT_GRAD_ONE)
+        return prt_error(g->ctx, PRT_ERR_INVALID, "layer '%s' (conv): its output is not a scalar loss", nd->name);
+    int wi = param_in(nd, P_WEIGHT), bi = param_in(nd, P_BIAS);
+    int x = nd->in[0], w = nd->in[wi];
+    bool bias = (nd->param_mask >> P_BIAS) & 1u;
+    if (g->values[x].kind != PRT_VAL_INPUT) {
+        int in[3] = {dy, w, x};
+        PRT_CHECK(prt_grad_emit(gc, "conv_bwd_data", in, 3, NULL, &gc->dx[0]));
+    }
+    int in[3] = {dy, x, w};
+    PRT_CHECK(prt_grad_emit(gc, "conv_bwd_weight", in, 3, NULL, &gc->dx[wi]));
+    if (bias) {
+        prt_attr none[1] = {{0}};
+        PRT_CHECK(prt_grad_emit(gc, "bias_grad", &dy, 1, none, &gc->dx[bi]));
+    }
+    return PRT_OK;
+}
+
 const prt_op_schema prt_op_conv = {
     .name = "conv",
     .doc = "2-D convolution",
     .min_in = 1,
     .max_in = 1,
     .n_out = 1,
-    .attrs = conv_attrs,
+    .attrs = prt_conv_attrs,
     .n_attrs = 7,
     .params = conv_params,
     .n_params = 2,
@@ -426,4 +463,5 @@ const prt_op_schema prt_op_conv = {
     .workspace = conv_workspace,
     .ref = {.run = conv_ref},
     .fast = {.prepare = conv_prepare, .run = conv_fast, .release = conv_release},
+    .grad = conv_grad,
 };

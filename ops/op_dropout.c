@@ -21,6 +21,25 @@ static prt_status dropout_infer(prt_infer_ctx *ic) {
 
 static int64_t dropout_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 1); }
 
+/* dx = dropout_bwd(dy) with the forward's mask: dropout_bwd rebuilds the RNG
+ * stream from the forward node's name (`of`), which is what keys the forward. */
+static prt_status dropout_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1 || !prt_grad_wants(gc, 0)) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    prt_graph *g = gc->g;
+    const prt_op_schema *bs = prt_op_find(g->ctx->ops, "dropout_bwd", NULL);
+    if (!bs || bs->n_attrs != 2)
+        return prt_error(g->ctx, PRT_ERR_INTERNAL, "gradient builder of dropout: op 'dropout_bwd' is missing");
+    prt_attr attrs[2];
+    prt_attrs_default(bs, attrs);
+    attrs[0].f = prt_attr_float(&g->nodes[gc->node].attrs[A_P]);
+    attrs[0].set = true;
+    attrs[1].s = prt_graph_intern(g, g->nodes[gc->node].name);
+    if (!attrs[1].s) return prt_error(g->ctx, PRT_ERR_NOMEM, "gradient builder of dropout: out of memory");
+    attrs[1].set = true;
+    return prt_grad_emit(gc, "dropout_bwd", &gc->dy[0], 1, attrs, &gc->dx[0]);
+}
+
 /* The multiplier for element i: 0 (dropped) or 1/(1-p). */
 static inline float dropout_mult(uint64_t key, uint64_t base, int64_t i, float p, float keep_scale) {
     return prt_rng_uniform(key, base + (uint64_t)i) < p ? 0.0f : keep_scale;
@@ -83,4 +102,5 @@ const prt_op_schema prt_op_dropout = {
     .inplace_in = 0,
     .ref = {.run = dropout_ref},
     .fast = {.run = dropout_fast},
+    .grad = dropout_grad,
 };

@@ -15,6 +15,14 @@ static prt_status flatten_infer(prt_infer_ctx *ic) {
     return PRT_OK;
 }
 
+/* dx = reshape_like(dy, x): the bytes are the same, only the shape returns. */
+static prt_status flatten_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1 || !prt_grad_wants(gc, 0)) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    int in[2] = {gc->dy[0], gc->g->nodes[gc->node].in[0]};
+    return prt_grad_emit(gc, "reshape_like", in, 2, NULL, &gc->dx[0]);
+}
+
 static int64_t flatten_flops(const prt_infer_ctx *ic) { return 0; }
 
 static prt_status flatten_ref(const prt_kernel_call *c) {
@@ -54,4 +62,5 @@ const prt_op_schema prt_op_flatten = {
     .inplace_in = 0,
     .ref = {.run = flatten_ref},
     .fast = {.run = flatten_fast},
+    .grad = flatten_grad,
 };

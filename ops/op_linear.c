@@ -2,13 +2,13 @@
  * weight [out, in], bias [out]. Fast path: oneDNN's inner product on the plain
  * layouts (its GEMM kernel; the weights change every step, so a blocked copy
  * would have to be redone each run). */
-#include "ops/dnnl_util.h"
-#include "ops/ops_util.h"
+#include "ops/bwd_util.h"
 
 enum { A_OUT, A_BIAS };
 enum { P_WEIGHT, P_BIAS };
 
-static const prt_attr_def linear_attrs[] = {
+/* shared with linear_bwd_data and linear_bwd_weight (ops/bwd_util.h) */
+const prt_attr_def prt_linear_attrs[] = {
     PRT_ATTR_REQ("out", PRT_ATTR_INT, 1, "output features"),
     PRT_ATTR_OPT_BOOL("bias", 1, "add a learned bias"),
 };
@@ -176,13 +176,42 @@ static prt_status linear_fast(const prt_kernel_call *c) {
     return prt_dnnl_exec(&s->b, s->prim, n, args, "linear");
 }
 
+/* ---- gradient --------------------------------------------------------- */
+
+/* dx = linear_bwd_data(dy, w, x) (skipped when x is a graph input, as for
+ * conv), dw = linear_bwd_weight(dy, x), db = bias_grad(dy). The weight is
+ * node->in[1] and the bias, when bound, node->in[2]: one data input, and the
+ * weight slot is always bound. */
+static prt_status linear_grad(prt_grad_ctx *gc) {
+    prt_graph *g = gc->g;
+    int dy = gc->dy[0];
+    if (dy == -1) return PRT_OK;
+    const prt_node *nd = &g->nodes[gc->node];
+    if (dy == PRT_GRAD_ONE)
+        return prt_error(g->ctx, PRT_ERR_INVALID, "layer '%s' (linear): its output is not a scalar loss", nd->name);
+    /* copies: emitting nodes may move g->nodes */
+    int x = nd->in[0], w = nd->in[1];
+    bool bias = (nd->param_mask >> P_BIAS) & 1u;
+    if (g->values[x].kind != PRT_VAL_INPUT) {
+        int in[3] = {dy, w, x};
+        PRT_CHECK(prt_grad_emit(gc, "linear_bwd_data", in, 3, NULL, &gc->dx[0]));
+    }
+    int in[2] = {dy, x};
+    PRT_CHECK(prt_grad_emit(gc, "linear_bwd_weight", in, 2, NULL, &gc->dx[1]));
+    if (bias) {
+        prt_attr none[1] = {{0}};
+        PRT_CHECK(prt_grad_emit(gc, "bias_grad", &dy, 1, none, &gc->dx[2]));
+    }
+    return PRT_OK;
+}
+
 const prt_op_schema prt_op_linear = {
     .name = "linear",
     .doc = "fully connected layer over the flattened input",
     .min_in = 1,
     .max_in = 1,
     .n_out = 1,
-    .attrs = linear_attrs,
+    .attrs = prt_linear_attrs,
     .n_attrs = 2,
     .params = linear_params,
     .n_params = 2,
@@ -192,4 +221,5 @@ const prt_op_schema prt_op_linear = {
     .workspace = linear_workspace,
     .ref = {.run = linear_ref},
     .fast = {.prepare = linear_prepare, .run = linear_fast, .release = linear_release},
+    .grad = linear_grad,
 };

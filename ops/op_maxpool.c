@@ -2,12 +2,20 @@
  * The shared implementation is in ops/pool.c. */
 #include "ops/ops_util.h"
 
-static const prt_attr_def maxpool_attrs[] = {
+const prt_attr_def prt_maxpool_attrs[PRT_POOL_GLOBAL + 1] = {
     PRT_ATTR_OPT_INTS_NONE("kernel", 1, "window size k or [kh, kw] (required unless global)"),
     PRT_ATTR_OPT_INTS_NONE("stride", 1, "step (default: the kernel)"),
     PRT_ATTR_OPT_INTS("pad", 0, 0, "p, [ph, pw] or [top, left, bottom, right]"),
     PRT_ATTR_OPT_BOOL("global", 0, "pool the whole plane"),
 };
+
+/* dx = maxpool_bwd(dy, x): the backward finds each window's winner again in x. */
+static prt_status maxpool_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1 || !prt_grad_wants(gc, 0)) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    int in[2] = {gc->dy[0], gc->g->nodes[gc->node].in[0]};
+    return prt_grad_emit(gc, "maxpool_bwd", in, 2, NULL, &gc->dx[0]);
+}
 
 static prt_status maxpool_ref(const prt_kernel_call *c) { return prt_pool_ref(c, false); }
 static prt_status maxpool_prepare(const prt_kernel_call *c, void **state) { return prt_pool_fast_prepare(c, false, state); }
@@ -19,7 +27,7 @@ const prt_op_schema prt_op_maxpool = {
     .min_in = 1,
     .max_in = 1,
     .n_out = 1,
-    .attrs = maxpool_attrs,
+    .attrs = prt_maxpool_attrs,
     .n_attrs = 4,
     .infer = prt_pool_infer,
     .flops = prt_pool_flops,
@@ -27,4 +35,5 @@ const prt_op_schema prt_op_maxpool = {
     .workspace = maxpool_workspace,
     .ref = {.run = maxpool_ref},
     .fast = {.prepare = maxpool_prepare, .run = prt_pool_fast_run, .release = prt_pool_fast_release},
+    .grad = maxpool_grad,
 };

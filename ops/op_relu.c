@@ -3,6 +3,14 @@
 
 static int64_t relu_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 1); }
 
+/* dx = relu_bwd(dy, y): from the output, so the forward may overwrite x. */
+static prt_status relu_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1 || !prt_grad_wants(gc, 0)) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    int in[2] = {gc->dy[0], gc->g->nodes[gc->node].out[0]};
+    return prt_grad_emit(gc, "relu_bwd", in, 2, NULL, &gc->dx[0]);
+}
+
 static prt_status relu_ref(const prt_kernel_call *c) {
     PRT_CHECK(prt_kernel_check_f32(c, "relu"));
     const float *x = PRT_F32P(c->in[0]);
@@ -40,4 +48,5 @@ const prt_op_schema prt_op_relu = {
     .inplace_in = 0,
     .ref = {.run = relu_ref},
     .fast = {.run = relu_fast},
+    .grad = relu_grad,
 };

@@ -7,6 +7,13 @@ static const prt_attr_def scale_attrs[] = {
     PRT_ATTR_REQ("by", PRT_ATTR_FLOAT, 0, "the constant factor"),
 };
 
+/* dx = by * dy: the same op with the same attributes. */
+static prt_status scale_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1 || !prt_grad_wants(gc, 0)) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    return prt_grad_emit(gc, "scale", &gc->dy[0], 1, NULL, &gc->dx[0]);
+}
+
 static int64_t scale_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 1); }
 
 static prt_status scale_ref(const prt_kernel_call *c) {
@@ -49,4 +56,5 @@ const prt_op_schema prt_op_scale = {
     .inplace_in = 0,
     .ref = {.run = scale_ref},
     .fast = {.run = scale_fast},
+    .grad = scale_grad,
 };

@@ -11,7 +11,7 @@
 
 enum { A_AXIS };
 
-static const prt_attr_def softmax_attrs[] = {
+const prt_attr_def prt_softmax_attrs[1] = {
     PRT_ATTR_OPT_INT("axis", 1, -PRT_MAX_DIMS, "the dimension that sums to one"),
 };
 
@@ -27,6 +27,14 @@ static prt_status softmax_infer(prt_infer_ctx *ic) {
                                (long long)prt_attr_int(&ic->attrs[A_AXIS]), ic->in[0].ndim);
     ic->out[0] = ic->in[0];
     return PRT_OK;
+}
+
+/* dx = softmax_bwd(dy, y) along the same axis. */
+static prt_status softmax_grad(prt_grad_ctx *gc) {
+    if (gc->dy[0] == -1 || !prt_grad_wants(gc, 0)) return PRT_OK;
+    if (gc->dy[0] == PRT_GRAD_ONE) return prt_grad_not_loss(gc);
+    int in[2] = {gc->dy[0], gc->g->nodes[gc->node].out[0]};
+    return prt_grad_emit(gc, "softmax_bwd", in, 2, NULL, &gc->dx[0]);
 }
 
 /* max, subtract, exp, sum, divide: about 4 per element, exp counted as one */
@@ -217,7 +225,7 @@ const prt_op_schema prt_op_softmax = {
     .min_in = 1,
     .max_in = 1,
     .n_out = 1,
-    .attrs = softmax_attrs,
+    .attrs = prt_softmax_attrs,
     .n_attrs = 1,
     .infer = softmax_infer,
     .flops = softmax_flops,
@@ -225,4 +233,5 @@ const prt_op_schema prt_op_softmax = {
     .workspace = softmax_workspace,
     .ref = {.run = softmax_ref},
     .fast = {.prepare = softmax_prepare, .run = softmax_fast, .release = softmax_release},
+    .grad = softmax_grad,
 };

@@ -111,6 +111,9 @@ typedef struct prt_kernel {
 
 #define PRT_MAX_OP_PARAMS 4
 #define PRT_VARIADIC 64 /* max data inputs of a variadic op */
+/* max data inputs of an op with updates_inputs: one optimizer node takes every
+ * parameter, its gradient and its state (PolyNet: thousands of tensors) */
+#define PRT_MAX_UPDATE_IN (1 << 16)
 
 struct prt_grad_ctx;
 struct prt_graph;

@@ -5,6 +5,7 @@
 #define PARROTS_OPS_UTIL_H
 
 #include "ops/ops_impl.h"
+#include "runtime/graph_impl.h"
 
 #include <limits.h>
 
@@ -89,5 +90,23 @@ prt_status prt_pool_fast_prepare(const prt_kernel_call *c, bool avg, void **stat
 prt_status prt_pool_fast_run(const prt_kernel_call *c);
 void prt_pool_fast_release(void *state);
 size_t prt_pool_workspace(const prt_infer_ctx *ic, bool avg);
+/* The attribute tables of the forward ops that their backward ops share, so
+ * prt_grad_emit(..., NULL attrs) copies a forward node's attributes as they are. */
+extern const prt_attr_def prt_maxpool_attrs[PRT_POOL_GLOBAL + 1];
+extern const prt_attr_def prt_avgpool_attrs[PRT_POOL_COUNT_PAD + 1];
+extern const prt_attr_def prt_softmax_attrs[1];
+
+/* Gradient builders: whether input k (node->in order) of gc's node wants a
+ * gradient. Graph inputs (data, labels) never do, so no node is spent on them. */
+static inline bool prt_grad_wants(const prt_grad_ctx *gc, int k) {
+    const prt_graph *g = gc->g;
+    return g->values[g->nodes[gc->node].in[k]].kind != PRT_VAL_INPUT;
+}
+/* The error for a builder seeded with PRT_GRAD_ONE whose op cannot be a loss. */
+static inline prt_status prt_grad_not_loss(const prt_grad_ctx *gc) {
+    const prt_node *nd = &gc->g->nodes[gc->node];
+    return prt_error(gc->g->ctx, PRT_ERR_INVALID, "layer '%s' (%s): its output is not a scalar loss", nd->name,
+                     prt_op_get(gc->g->ctx->ops, nd->op)->name);
+}
 
 #endif

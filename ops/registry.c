@@ -67,8 +67,11 @@ void prt_registry_destroy(prt_context *ctx, prt_registry *r) {
 prt_status prt_registry_add(prt_context *ctx, prt_registry *r, const prt_op_schema *s) {
     if (!s || !s->name || !s->name[0] || !s->infer || !s->ref.run)
         return prt_error(ctx, PRT_ERR_INVALID, "op registry: a schema needs a name, a shape function and a reference kernel");
-    if (s->n_params > PRT_MAX_OP_PARAMS || s->min_in < 0 || s->max_in < s->min_in || s->max_in > PRT_VARIADIC ||
-        s->n_out < 1 || s->n_attrs < 0 || s->inplace_in >= s->max_in)
+    /* ops that update their inputs in place (optimizers) may have no outputs and
+     * take every parameter at once */
+    int max_in = s->updates_inputs ? PRT_MAX_UPDATE_IN : PRT_VARIADIC;
+    if (s->n_params > PRT_MAX_OP_PARAMS || s->min_in < 0 || s->max_in < s->min_in || s->max_in > max_in ||
+        s->n_out < (s->updates_inputs ? 0 : 1) || s->n_out > 4 || s->n_attrs < 0 || s->inplace_in >= s->max_in)
         return prt_error(ctx, PRT_ERR_INVALID, "op registry: op '%s' has an inconsistent schema", s->name);
     int slot = find_slot(r, s->name);
     if (r->slots[slot])

@@ -63,10 +63,11 @@ typedef struct prt_solver {
     double momentum;              /* 0.9 (sgd, rmsprop) */
     bool nesterov;                /* false */
     double weight_decay;          /* 0 */
-    double beta1, beta2, eps;     /* adam/adamw 0.9, 0.999, 1e-8; rmsprop uses eps (1.0 as in the papers? see doc) */
+    double beta1, beta2, eps;     /* adam/adamw 0.9, 0.999; eps 1e-8 for every optimizer (rmsprop adds it
+                                   * inside the root, TF style; the PolyNet recipe's 1.0 is set explicitly) */
     double rms_decay;             /* rmsprop: 0.9 */
     prt_schedule_kind schedule;   /* constant */
-    double warmup_epochs;         /* 0: linear warm-up from 0 over this many epochs */
+    double warmup_epochs;         /* 0: linear warm-up from lr/W to lr over W = round(this * steps_per_epoch) steps */
     double step_epochs;           /* step schedule: 30 */
     double gamma;                 /* step schedule: 0.1 */
     double min_lr;                /* cosine floor: 0 */
@@ -84,6 +85,16 @@ prt_status prt_solver_check(prt_context *ctx, const prt_solver *s);
 prt_status prt_solver_set(prt_context *ctx, prt_solver *s, const char *key, const char *value);
 const char *prt_optimizer_name(prt_optimizer_kind k);
 const char *prt_schedule_name(prt_schedule_kind k);
+/* By name ("adamw", "cosine"); false if unknown. */
+bool prt_optimizer_from_name(const char *name, prt_optimizer_kind *out);
+bool prt_schedule_from_name(const char *name, prt_schedule_kind *out);
+/* The first problem prt_solver_check would report, without the "solver."
+ * prefix ("lr must be > 0, got -0.1"; it always begins with the field's name),
+ * written to buf; NULL when all is well. The optimizer ops check their
+ * attributes with it too. */
+const char *prt_solver_problem(const prt_solver *s, char *buf, size_t cap);
+/* Warm-up length in steps: round(warmup_epochs * steps_per_epoch). */
+int64_t prt_solver_warmup_steps(const prt_solver *s, int64_t steps_per_epoch);
 
 /* The learning rate at optimizer step `step` (0-based) given steps_per_epoch. */
 double prt_lr_at(const prt_solver *s, int64_t steps_per_epoch, int64_t step);

@@ -42,6 +42,8 @@ void prt_graph_destroy(prt_graph *g) {
     prt_free(ctx, g->outputs, 0);
     prt_strtab_destroy(ctx, g->names);
     prt_strtab_destroy(ctx, g->strings);
+    prt_free(ctx, g->wide_in, 0);
+    prt_free(ctx, g->solver, 0);
     prt_free(ctx, g->name, 0);
     prt_free(ctx, g, sizeof *g);
 }
@@ -120,6 +122,8 @@ prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char
     for (int i = 0; i < n_inputs; i++)
         if (inputs[i] < 0 || inputs[i] >= g->n_values)
             return prt_error(ctx, PRT_ERR_INTERNAL, "layer '%s': input value %d does not exist", name, inputs[i]);
+    if (n_inputs > PRT_VARIADIC)
+        PRT_CHECK(prt_grow(ctx, (void **)&g->wide_in, &g->cap_wide_in, n_inputs, sizeof *g->wide_in));
     PRT_CHECK(prt_grow(ctx, (void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes));
     prt_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof *n);
@@ -153,6 +157,19 @@ prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char
     return PRT_OK;
 }
 
+prt_status prt_graph_add_persistent(prt_graph *g, const char *name, prt_value_kind kind, const prt_shape *shape,
+                                    prt_dtype t, prt_init_kind init, prt_loc loc, int *id) {
+    if (kind != PRT_VAL_PARAM && kind != PRT_VAL_STATE)
+        return prt_error(g->ctx, PRT_ERR_INTERNAL, "'%s': only parameters and state are persistent", name);
+    int64_t numel;
+    PRT_CHECK(prt_shape_numel(g->ctx, shape, &numel));
+    PRT_CHECK(new_value(g, name, kind, loc, id));
+    g->values[*id].shape = *shape;
+    g->values[*id].dtype = t;
+    g->values[*id].init = init;
+    return PRT_OK;
+}
+
 prt_status prt_graph_set_outputs(prt_graph *g, const int *ids, int n) {
     int *o = prt_calloc(g->ctx, n > 0 ? (size_t)n : 1, sizeof(int));
     if (!o) return prt_error(g->ctx, PRT_ERR_NOMEM, "out of memory");
@@ -182,8 +199,9 @@ void prt_graph_infer_ctx(prt_graph *g, int n, prt_infer_scratch *sc, prt_infer_c
     ic->loc = nd->loc;
     ic->attrs = nd->attrs;
     ic->n_in = nd->n_data_in;
-    for (int i = 0; i < nd->n_data_in; i++) sc->in[i] = prt_graph_value_shape(g, nd->in[i]);
-    ic->in = sc->in;
+    prt_shape *in = nd->n_data_in > PRT_VARIADIC ? g->wide_in : sc->in;
+    for (int i = 0; i < nd->n_data_in; i++) in[i] = prt_graph_value_shape(g, nd->in[i]);
+    ic->in = in;
     ic->in_dtype = nd->n_data_in ? g->values[nd->in[0]].dtype : PRT_F32;
     ic->out_dtype = ic->in_dtype;
     ic->n_out = s->n_out;

@@ -66,6 +66,10 @@ struct prt_graph {
     int64_t batch;         /* batch of the last prt_graph_infer, 0 if none */
     struct prt_strtab *names; /* value name -> id */
     struct prt_strtab *strings; /* interned strings (file names, attr strings) */
+    prt_shape *wide_in;    /* owned: input shapes for inferring a node with more than
+                            * PRT_VARIADIC inputs (an optimizer update), cap_wide_in entries */
+    int cap_wide_in;
+    struct prt_solver *solver; /* owned: the YAML `solver:` section, NULL when the file has none */
 };
 
 prt_status prt_graph_new(prt_context *ctx, const char *name, prt_graph **out);
@@ -81,6 +85,11 @@ prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char
                               const int *inputs, int n_inputs, const prt_attr *attrs,
                               prt_loc loc, int *node_id);
 prt_status prt_graph_set_outputs(prt_graph *g, const int *ids, int n);
+/* Adds a parameter or state value of a fixed shape that no op slot creates,
+ * such as an optimizer's state ("c1.weight.momentum"); initialised like a
+ * parameter (prt_param_init). */
+prt_status prt_graph_add_persistent(prt_graph *g, const char *name, prt_value_kind kind, const prt_shape *shape,
+                                    prt_dtype t, prt_init_kind init, prt_loc loc, int *id);
 prt_status prt_graph_bind_params(prt_graph *g);
 prt_status prt_graph_infer(prt_graph *g, int64_t batch);
 /* Infers the output shapes of node n alone, at the graph's current batch (for
@@ -97,7 +106,8 @@ typedef struct prt_graph_stats {
 prt_status prt_graph_stats_get(prt_graph *g, prt_graph_stats *out);
 
 /* Builds an infer context for node n over the graph's current shapes; `scratch`
- * provides the arrays. Used by inference, FLOP counting and kernel preparation. */
+ * provides the arrays (g->wide_in the input shapes of a node with more than
+ * PRT_VARIADIC inputs, so such contexts are not reentrant). Used by inference, FLOP counting and kernel preparation. */
 typedef struct prt_infer_scratch {
     prt_shape in[PRT_VARIADIC];
     prt_shape out[4];

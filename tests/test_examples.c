@@ -279,7 +279,9 @@ START_TEST(mini_structure) {
     ck_assert_int_eq(distinct_param0(g, "conv"), 125 - 24);
     check_output(g, 10);
     ck_assert_int_eq(prt_graph_infer(g, 1), PRT_OK);
-    static const stage stg[] = {{2, 64, 8, false}, {4, 192, 4, true}, {2, 320, 2, true}};
+    /* 1 x 28 x 28 input: the stem halves twice (28 -> 14 -> 7), the reductions
+     * (kernel 3, stride 2, pad 1) give 7 -> 4 -> 2. */
+    static const stage stg[] = {{2, 64, 7, false}, {4, 192, 4, true}, {2, 320, 2, true}};
     check_stages(g, stg, 3);
     static const char *const paths[] = {"p0", "conv_bn_relu_1", "conv_bn_relu_2", "p1"};
     check_poly3(g, "b/0", paths, 4);

@@ -594,6 +594,87 @@ static int check_case(prt_context *ctx, const prt_op_schema *s, const tcase *tc,
     return checks;
 }
 
+/* ---- softmax_xent: two outputs and i32 labels, so its own cases ------------ */
+
+/* Runs softmax_xent's .ref or .fast on logits x [N, C] and labels; writes the
+ * loss and probs. Returns the kernel's status (labels out of range fail). */
+static prt_status xent_call(prt_context *ctx, const prt_op_schema *s, bool fast, bool workspace, int64_t N, int64_t C,
+                            double smoothing, const float *x, const int32_t *lab, float *loss, float *probs) {
+    prt_attr a = {.type = PRT_ATTR_FLOAT, .f = smoothing};
+    prt_shape xs = prt_shape_make(2, (int64_t[]){N, C}), ls = prt_shape_make(2, (int64_t[]){N, 1}),
+              os = prt_shape_make(1, (int64_t[]){1});
+    prt_tensor tx, tl, tloss, tp;
+    prt_tensor_wrap(&tx, (void *)x, PRT_F32, &xs);
+    prt_tensor_wrap(&tl, (void *)lab, PRT_I32, &ls);
+    prt_tensor_wrap(&tloss, loss, PRT_F32, &os);
+    prt_tensor_wrap(&tp, probs, PRT_F32, &xs);
+    const prt_tensor *in[2] = {&tx, &tl};
+    prt_tensor *out[2] = {&tloss, &tp};
+    size_t ws = (size_t)N * sizeof(double);
+    void *wsp = workspace ? malloc(ws) : NULL;
+    prt_kernel_call c = {.ctx = ctx, .attrs = &a, .n_in = 2, .in = in, .n_out = 2, .out = out, .workspace = wsp,
+                         .workspace_size = workspace ? ws : 0, .training = true};
+    prt_status st = prt_op_kernel(s, !fast)->run(&c);
+    free(wsp);
+    return st;
+}
+
+/* Tolerance as at the top of the file. */
+static void check_softmax_xent(prt_context *ctx, const prt_op_schema *s) {
+    static const struct { int64_t n, c; double smoothing, spread; } cases[] = {
+        {1, 1, 0.0, 1},   {3, 5, 0.0, 1},    {4, 10, 0.1, 4},  {2, 7, 1.0, 2},
+        {8, 1000, 0.0, 3}, {5, 3, 0.2, 200}, /* logits far beyond expf's range: the max subtraction */
+        {64, 10, 0.05, 8},
+    };
+    rng r = {0xc0ffee};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        int64_t N = cases[t].n, C = cases[t].c;
+        double sm = cases[t].smoothing;
+        float *x = malloc((size_t)(N * C) * sizeof(float)), *probs = malloc((size_t)(N * C) * sizeof(float));
+        double *want_p = malloc((size_t)(N * C) * sizeof(double));
+        int32_t *lab = malloc((size_t)N * sizeof(int32_t));
+        for (int64_t i = 0; i < N * C; i++) x[i] = (float)((runif(&r) * 2 - 1) * cases[t].spread);
+        for (int64_t n = 0; n < N; n++) lab[n] = (int32_t)rint_(&r, 0, C - 1);
+        double want_loss = 0;
+        for (int64_t n = 0; n < N; n++) {
+            double m = -INFINITY, z = 0;
+            for (int64_t c = 0; c < C; c++) m = fmax(m, x[n * C + c]);
+            for (int64_t c = 0; c < C; c++) z += exp(x[n * C + c] - m);
+            for (int64_t c = 0; c < C; c++) {
+                double logp = x[n * C + c] - m - log(z);
+                double target = (1 - sm) * (c == lab[n]) + sm / (double)C;
+                want_p[n * C + c] = exp(logp);
+                want_loss -= target * logp;
+            }
+        }
+        want_loss /= (double)N;
+        for (int v = 0; v < 3; v++) {
+            float loss = NAN;
+            char what[128];
+            snprintf(what, sizeof what, "softmax_xent %s (case %zu: N %lld, C %lld)",
+                     v == 0 ? ".ref" : v == 1 ? ".fast" : ".fast without workspace", t, (long long)N, (long long)C);
+            prt_status st = xent_call(ctx, s, v > 0, v < 2, N, C, sm, x, lab, &loss, probs);
+            ck_assert_msg(st == PRT_OK, "%s: %s", what, prt_last_error(ctx));
+            compare(what, &loss, &want_loss, 1);
+            compare(what, probs, want_p, N * C);
+        }
+        free(x);
+        free(probs);
+        free(want_p);
+        free(lab);
+    }
+    /* a label outside [0, C) names the sample and the label */
+    float x[6] = {0}, loss, probs[6];
+    int32_t lab[2] = {1, 3};
+    for (int fast = 0; fast < 2; fast++) {
+        ck_assert_int_eq(xent_call(ctx, s, fast, true, 2, 3, 0.0, x, lab, &loss, probs), PRT_ERR_INVALID);
+        ck_assert_str_eq(prt_last_error(ctx), "softmax_xent: sample 1 has label 3, outside the classes [0, 3)");
+    }
+    lab[1] = -1;
+    ck_assert_int_eq(xent_call(ctx, s, false, true, 2, 3, 0.0, x, lab, &loss, probs), PRT_ERR_INVALID);
+    ck_assert_str_eq(prt_last_error(ctx), "softmax_xent: sample 1 has label -1, outside the classes [0, 3)");
+}
+
 /* ---- the harness: one test per registered op ------------------------------ */
 
 START_TEST(test_op_forward) {
@@ -603,6 +684,11 @@ START_TEST(test_op_forward) {
     if (!s->grad && s->grad_note) {
         /* backward-only ops and optimizer updates: the gradient-check harness
          * (test_grad.c) and the optimizer tests (test_optim.c) cover them */
+        prt_context_destroy(ctx);
+        return;
+    }
+    if (!strcmp(s->name, "softmax_xent")) {
+        check_softmax_xent(ctx, s);
         prt_context_destroy(ctx);
         return;
     }

@@ -41,6 +41,7 @@ static void print_call_operands(FILE *f, const prt_program *p, const prt_call_de
     if (c->in) print_regs(f, c->in, c->n_in);
     fprintf(f, " -> ");
     if (c->out) print_regs(f, c->out, c->n_out);
+    if (c->n_out == 0) fprintf(f, "(in place)");
 }
 
 static void print_header(FILE *f, const prt_program *p) {

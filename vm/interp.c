@@ -81,10 +81,17 @@ static prt_status alloc_registers(prt_vm *vm) {
         if (st != PRT_OK) return prt_error_prefix(ctx, st, "register r%d '%s'", r, g->name);
         if (g->kind == PRT_REG_PARAM || g->kind == PRT_REG_STATE) {
             PRT_CHECK(init_param(vm, r));
-        } else if (g->dtype == PRT_F32) {
-            /* Inputs and activations start at zero, so a run never sees stale memory. */
-            PRT_CHECK(vm->dev->iface->fill_f32(vm->dev, PRT_F32P(&vm->regs[r]), 0.0f,
-                                               (size_t)prt_shape_count(&g->shape), NULL));
+        } else {
+            /* Inputs and activations start at zero, so a run never sees stale memory.
+             * Zero is all-zero bits in every dtype, so integer registers (labels)
+             * are filled as floats, and a byte tail by copying. */
+            size_t bytes = vm->regs[r].buf ? vm->regs[r].buf->size : 0;
+            PRT_CHECK(vm->dev->iface->fill_f32(vm->dev, vm->regs[r].data, 0.0f, bytes / 4, NULL));
+            if (bytes % 4) {
+                static const char zero[4];
+                PRT_CHECK(vm->dev->iface->copy(vm->dev, (char *)vm->regs[r].data + bytes / 4 * 4, zero, bytes % 4,
+                                               PRT_COPY_HOST_TO_DEVICE, NULL));
+            }
         }
         int existing;
         st = prt_strtab_put(ctx, vm->names, g->name, r, &existing);
@@ -121,8 +128,13 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     if (s->workspace) {
         prt_infer_scratch sc;
         prt_infer_ctx ic;
-        PRT_CHECK(prt_vm_call_infer(ctx, p, d, s, &sc, &ic));
-        c->kc.workspace_size = s->workspace(&ic);
+        prt_shape *wide = NULL;
+        if (d->n_data_in > PRT_VARIADIC && !(wide = prt_calloc(ctx, (size_t)d->n_data_in, sizeof *wide)))
+            return prt_error(ctx, PRT_ERR_NOMEM, "call '%s': out of memory", d->node);
+        prt_status st = prt_vm_call_infer(ctx, p, d, s, &sc, wide, &ic);
+        if (st == PRT_OK) c->kc.workspace_size = s->workspace(&ic);
+        prt_free(ctx, wide, 0);
+        PRT_CHECK(st);
         if (c->kc.workspace_size > *workspace) *workspace = c->kc.workspace_size;
     }
     return PRT_OK;

@@ -212,10 +212,18 @@ prt_status prt_program_resolve(prt_context *ctx, prt_program *p) {
 }
 
 prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_call_desc *c,
-                             const prt_op_schema *s, prt_infer_scratch *sc, prt_infer_ctx *ic) {
+                             const prt_op_schema *s, prt_infer_scratch *sc, prt_shape *wide,
+                             prt_infer_ctx *ic) {
     memset(ic, 0, sizeof *ic);
-    int n_data = c->n_data_in < PRT_VARIADIC ? c->n_data_in : PRT_VARIADIC;
-    for (int i = 0; i < n_data; i++) sc->in[i] = p->regs[c->in[i]].shape;
+    int n_data = c->n_data_in;
+    prt_shape *in = sc->in;
+    if (n_data > PRT_VARIADIC) {
+        if (!wide)
+            return prt_error(ctx, PRT_ERR_INTERNAL, "call '%s': %d inputs and no room for their shapes", c->node,
+                             n_data);
+        in = wide;
+    }
+    for (int i = 0; i < n_data; i++) in[i] = p->regs[c->in[i]].shape;
     for (int i = 0; i < 4; i++) memset(&sc->out[i], 0, sizeof sc->out[i]);
     for (int i = 0; i < PRT_MAX_OP_PARAMS; i++) {
         memset(&sc->params[i], 0, sizeof sc->params[i]);
@@ -227,7 +235,7 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
     ic->loc = (prt_loc){NULL, 0, 0};
     ic->attrs = c->attrs;
     ic->n_in = n_data;
-    ic->in = sc->in;
+    ic->in = in;
     ic->in_dtype = n_data > 0 ? p->regs[c->in[0]].dtype : PRT_F32;
     ic->n_out = s->n_out;
     ic->out = sc->out;

@@ -2,7 +2,9 @@
  * nothing it has not checked here: every index is in bounds, every constant has
  * the kind its instruction needs, every call matches its op's schema and shape
  * inference, every jump lands inside the code, nothing is read before it is
- * written, inputs and parameters are never overwritten, the code ends in HALT, and
+ * written, no call's output is an input or parameter register (ops that update
+ * their inputs in place, optimizer updates and running statistics, write through
+ * their inputs and are flagged so in their schema), the code ends in HALT, and
  * it always gets there (only LOOP jumps back, and loops nest and count down).
  * Messages name the program, the instruction (or table entry) and the problem. */
 #include "vm/vm_impl.h"
@@ -25,6 +27,8 @@ typedef struct verifier {
     int n_loops, cap_loops;
     prt_vm_span *setis; /* SETIs: at lo (= hi), counter r */
     int n_setis, cap_setis;
+    prt_shape *wide;    /* input shapes of calls with more than PRT_VARIADIC inputs */
+    int cap_wide;
 } verifier;
 
 static prt_status fail(verifier *v, const char *fmt, ...) PRT_PRINTF(2, 3);
@@ -205,9 +209,11 @@ static prt_status check_call(verifier *v, const prt_call_desc *c) {
     for (int j = 0; j < c->n_in; j++) PRT_CHECK(check_operand(v, "input", j, c->in[j], false));
     for (int j = 0; j < c->n_out; j++) PRT_CHECK(check_operand(v, "output", j, c->out[j], true));
 
+    if (c->n_data_in > PRT_VARIADIC)
+        PRT_CHECK(prt_grow(v->ctx, (void **)&v->wide, &v->cap_wide, c->n_data_in, sizeof *v->wide));
     prt_infer_scratch sc;
     prt_infer_ctx ic;
-    prt_status st = prt_vm_call_infer(v->ctx, p, c, s, &sc, &ic);
+    prt_status st = prt_vm_call_infer(v->ctx, p, c, s, &sc, v->wide, &ic);
     if (st != PRT_OK) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", prt_last_error(v->ctx));
@@ -475,5 +481,6 @@ done:
     prt_free(ctx, v.referenced, 0);
     prt_free(ctx, v.loops, 0);
     prt_free(ctx, v.setis, 0);
+    prt_free(ctx, v.wide, 0);
     return st;
 }

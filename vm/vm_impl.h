@@ -249,9 +249,12 @@ prt_status prt_program_set_io(prt_context *ctx, prt_program *p, const int *input
 prt_status prt_program_resolve(prt_context *ctx, prt_program *p);
 
 /* Runs op shape inference for a call over the program's register shapes (which
- * the verifier has checked to be in bounds). */
+ * the verifier has checked to be in bounds). A call with more than PRT_VARIADIC
+ * data inputs (an optimizer update over every parameter) takes their shapes in
+ * `wide` (caller allocates c->n_data_in entries); otherwise wide may be NULL. */
 prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_call_desc *c,
-                             const prt_op_schema *s, prt_infer_scratch *sc, prt_infer_ctx *ic);
+                             const prt_op_schema *s, prt_infer_scratch *sc, prt_shape *wide,
+                             prt_infer_ctx *ic);
 
 /* ---- the interpreter (vm/interp.c) -------------------------------------- */
 

@@ -2,6 +2,7 @@
 #ifndef PARROTS_CLI_IMPL_H
 #define PARROTS_CLI_IMPL_H
 
+#include "frontends/data_api.h"
 #include "vm/vm_api.h"
 
 /* Exit codes: 0 success, 1 runtime failure, 2 bad usage or input. */
@@ -31,9 +32,108 @@ prt_status cli_context(bool verbose, prt_context **out);
 /* Loads the network named on the command line. */
 prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
 
+/* ---- training output: progress.c, plot.c ---------------------------------- */
+
+/* The curves of a run, for the picture: logged-step losses (x in epochs, so
+ * 2.5 is the middle of epoch 3) and per-epoch means. Borrowed arrays. */
+typedef struct cli_curves {
+    const char *title;
+    int64_t epochs;                /* planned: the x axis runs to it */
+    int n_steps;
+    const double *step_x, *step_loss;
+    int n_epochs;                  /* completed; entry e is after epoch e + 1 */
+    const double *ep_train_loss, *ep_test_loss, *ep_train_acc, *ep_test_acc;
+} cli_curves;
+
+/* Writes the loss and accuracy curves as SVG or PNG, chosen by the file name's
+ * ending (.svg, .png); replaces the file atomically. */
+prt_status cli_plot_write(prt_context *ctx, const char *path, const cli_curves *c);
+/* The file name's ending names a format cli_plot_write knows. */
+prt_status cli_plot_check(prt_context *ctx, const char *path);
+
+/* Progress of a training run: an updating line on a terminal, plain lines
+ * otherwise, epoch summaries on stdout, JSON lines in the metrics file, and the
+ * curves for the plot. */
+typedef struct cli_progress {
+    prt_context *ctx;
+    bool tty, quiet;
+    FILE *metrics;
+    const char *metrics_path;
+    int64_t epochs, steps_per_epoch, log_every;
+    double t_start, t_drawn;
+    /* since the last step record */
+    double iv_loss, iv_t0;
+    int64_t iv_steps, iv_seen;
+    /* the current epoch */
+    double ep_loss, ep_t0, ep_train_s;
+    int64_t ep_steps, ep_correct, ep_seen;
+    /* history */
+    double *step_x, *step_loss;
+    int n_steps, cap_steps;
+    double *ep_train_loss, *ep_test_loss, *ep_train_acc, *ep_test_acc;
+    int n_epochs, cap_epochs;
+} cli_progress;
+
+/* log_every 0: about 10 records per epoch. metrics_path may be NULL. */
+prt_status cli_progress_init(cli_progress *p, prt_context *ctx, const char *metrics_path, bool quiet,
+                             int64_t epochs, int64_t steps_per_epoch, int64_t log_every);
+/* Starts the clock of an epoch (1-based) after any evaluation. */
+void cli_progress_epoch_start(cli_progress *p, int64_t epoch);
+/* One training step done: step is 1-based within the epoch; `correct` of `n`
+ * samples were classified right; lr is the rate the step used. */
+prt_status cli_progress_step(cli_progress *p, int64_t epoch, int64_t step, double loss, int64_t correct, int64_t n,
+                             double lr);
+/* The training part of the epoch is over (stops its clock before evaluation). */
+void cli_progress_train_done(cli_progress *p);
+/* The epoch's test results: prints the summary line and writes the record. */
+prt_status cli_progress_epoch_end(cli_progress *p, int64_t epoch, double test_loss, double test_acc, double lr);
+/* Clears an unfinished terminal line (before an error message). */
+void cli_progress_break(cli_progress *p);
+void cli_progress_curves(const cli_progress *p, const char *title, cli_curves *out);
+void cli_progress_close(cli_progress *p);
+
+/* ---- data and evaluation, shared by train and eval: cmd_eval.c ------------- */
+
+/* The normalisation a dataset is trained and evaluated with: Fashion-MNIST's
+ * pixel mean and standard deviation, identity for anything else. */
+void cli_data_norm(const char *data, float *mean, float *std);
+/* prt_dataset_open, keeping only the first `limit` samples when 0 < limit < size. */
+prt_status cli_dataset_open(prt_context *ctx, const char *name, const char *split, int64_t limit,
+                            prt_dataset **out);
+/* The network's first input takes the dataset's samples and its first output
+ * [N, classes] covers the dataset's classes. */
+prt_status cli_check_data(prt_context *ctx, const prt_graph *g, const char *data, const prt_dataset *d);
+/* Rows of logits whose arg-max (first on ties) is the label. */
+int64_t cli_count_correct(const float *logits, int64_t n, int64_t classes, const int32_t *labels);
+
+/* Inference over a whole test set: a program at the batch size and, when the set
+ * does not divide evenly, a second one at the size of the last batch. */
+struct prt_weights;
+typedef struct cli_evaluator {
+    prt_context *ctx;
+    prt_graph *g;         /* the network loaded for inference */
+    prt_program *p, *p_rem;
+    prt_vm *vm, *vm_rem;
+    prt_loader *ld;
+    const prt_dataset *test;
+    int64_t batch, rem, classes;
+    int32_t *labels;
+} cli_evaluator;
+
+prt_status cli_eval_open(cli_evaluator *e, prt_context *ctx, const char *net_path, const char *data,
+                         const prt_dataset *test, int64_t batch);
+/* Takes the parameters and running state from another VM (the training one). */
+prt_status cli_eval_from_vm(cli_evaluator *e, prt_vm *src);
+prt_status cli_eval_weights(cli_evaluator *e, const struct prt_weights *w);
+/* One pass over the test set: mean cross-entropy and the fraction correct. */
+prt_status cli_eval_run(cli_evaluator *e, double *loss, double *acc);
+void cli_eval_close(cli_evaluator *e);
+
 int cli_check(int argc, char **argv);
 int cli_compile(int argc, char **argv);
 int cli_disasm(int argc, char **argv);
 int cli_run(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

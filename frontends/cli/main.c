@@ -14,6 +14,8 @@ static const cli_command commands[] = {
     {"compile", cli_compile, "compile a network to a verified bytecode program and summarise it"},
     {"disasm", cli_disasm, "print the bytecode program of a network"},
     {"run", cli_run, "run a network forward on a batch and time it"},
+    {"train", cli_train, "train a network on a dataset (Fashion-MNIST by default)"},
+    {"eval", cli_eval, "measure the test accuracy of trained weights"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -1,0 +1,294 @@
+/* `parrots train NET.yaml`: trains a network on a dataset. The solver comes from
+ * the file's `solver:` section, then --epochs, --batch and --set overrides; the
+ * training step (forward, loss, backward, update) is one compiled program run
+ * once per batch; at each epoch's end a separate inference program, given the
+ * training program's parameters, measures the test set. */
+#include "frontends/cli/cli_impl.h"
+#include "frontends/weights_api.h"
+#include "ops/train_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_SETS 64
+
+typedef struct train_args {
+    const char *net, *data, *metrics, *plot, *save;
+    long long epochs, batch, seed, threads, log_every, train_limit, test_limit;
+    bool augment, no_augment, quiet, verbose;
+    const char *sets[MAX_SETS];
+    int n_sets;
+} train_args;
+
+static const char usage_line[] =
+    "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
+    "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] [--quiet]";
+
+/* --set may repeat, which cli_parse's options do not: take them out first. */
+static int take_sets(train_args *a, int argc, char **argv, char **rest, int *n_rest) {
+    *n_rest = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        if (!strcmp(argv[i], "--set")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "parrots train: option '--set' needs a value (solver.KEY=VALUE)\n");
+                return CLI_USAGE;
+            }
+            v = argv[++i];
+        } else if (!strncmp(argv[i], "--set=", 6)) {
+            v = argv[i] + 6;
+        } else {
+            rest[(*n_rest)++] = argv[i];
+            continue;
+        }
+        if (a->n_sets == MAX_SETS) {
+            fprintf(stderr, "parrots train: more than %d --set options\n", MAX_SETS);
+            return CLI_USAGE;
+        }
+        a->sets[a->n_sets++] = v;
+    }
+    return CLI_OK;
+}
+
+/* The solver: defaults, the file's section, then the command line in order. */
+static prt_status make_solver(prt_context *ctx, const prt_graph *g, const train_args *a, prt_solver *s) {
+    char num[32];
+    prt_solver_defaults(s);
+    if (g->solver) *s = *g->solver;
+    if (a->epochs >= 0) {
+        snprintf(num, sizeof num, "%lld", a->epochs);
+        PRT_CHECK(prt_solver_set(ctx, s, "epochs", num));
+    }
+    if (a->batch >= 0) {
+        snprintf(num, sizeof num, "%lld", a->batch);
+        PRT_CHECK(prt_solver_set(ctx, s, "batch", num));
+    }
+    for (int k = 0; k < a->n_sets; k++) {
+        const char *eq = strchr(a->sets[k], '=');
+        if (!eq || eq == a->sets[k])
+            return prt_error(ctx, PRT_ERR_USAGE, "--set '%s': expected solver.KEY=VALUE (such as solver.lr=0.05)",
+                             a->sets[k]);
+        char key[128];
+        size_t n = (size_t)(eq - a->sets[k]);
+        if (n >= sizeof key) n = sizeof key - 1;
+        memcpy(key, a->sets[k], n);
+        key[n] = '\0';
+        PRT_CHECK(prt_solver_set(ctx, s, key, eq + 1));
+    }
+    return prt_solver_check(ctx, s);
+}
+
+static void describe_solver(const prt_solver *s, char *b, size_t cap) {
+    size_t o = (size_t)snprintf(b, cap, "%s lr %g", prt_optimizer_name(s->optimizer), s->lr);
+#define ADD(...) if (o < cap) o += (size_t)snprintf(b + o, cap - o, __VA_ARGS__)
+    if (s->optimizer == PRT_OPT_sgd || s->optimizer == PRT_OPT_rmsprop) ADD(" momentum %g", s->momentum);
+    if (s->optimizer == PRT_OPT_sgd && s->nesterov) ADD(" nesterov");
+    if (s->weight_decay > 0) ADD(" weight_decay %g", s->weight_decay);
+    ADD(", %s schedule", prt_schedule_name(s->schedule));
+    if (s->warmup_epochs > 0) ADD(", %g warm-up epochs", s->warmup_epochs);
+    if (s->label_smoothing > 0) ADD(", label smoothing %g", s->label_smoothing);
+#undef ADD
+}
+
+typedef struct trainer {
+    prt_context *ctx;
+    train_args a;
+    prt_solver solver;
+    prt_graph *g;
+    prt_program *p;
+    prt_vm *vm;
+    prt_dataset *train, *test;
+    prt_loader *ld;
+    cli_evaluator ev;
+    cli_progress pr;
+    bool pr_open;
+    prt_train_info ti;
+    int64_t spe;
+    double final_acc;
+    int64_t epochs_done;
+} trainer;
+
+static prt_status setup(trainer *t) {
+    prt_context *ctx = t->ctx;
+    const train_args *a = &t->a;
+    if (a->plot) PRT_CHECK(cli_plot_check(ctx, a->plot));
+    PRT_CHECK(cli_load(ctx, a->net, &t->g));
+    PRT_CHECK(make_solver(ctx, t->g, a, &t->solver));
+    PRT_CHECK(cli_dataset_open(ctx, a->data, "train", a->train_limit, &t->train));
+    PRT_CHECK(cli_dataset_open(ctx, a->data, "test", a->test_limit, &t->test));
+    PRT_CHECK(cli_check_data(ctx, t->g, a->data, t->train));
+    int64_t n = prt_dataset_size(t->train);
+    if (t->solver.batch > n)
+        return prt_error(ctx, PRT_ERR_INVALID, "solver.batch %lld is larger than the training set (%lld samples%s)",
+                         (long long)t->solver.batch, (long long)n, a->train_limit > 0 ? " with --train-limit" : "");
+    prt_loader_options o;
+    prt_loader_defaults(&o);
+    o.batch = t->solver.batch;
+    o.shuffle = true;
+    o.drop_last = true;
+    o.seed = ctx->seed;
+    o.crop_pad = a->no_augment ? 0 : 2;
+    o.flip = !a->no_augment;
+    o.prefetch = 2;
+    cli_data_norm(a->data, &o.mean, &o.std);
+    PRT_CHECK(prt_loader_create(ctx, t->train, &o, &t->ld));
+    t->spe = prt_loader_batches_per_epoch(t->ld);
+    PRT_CHECK(prt_train_build(t->g, &t->solver, t->spe, &t->ti));
+    PRT_CHECK(prt_vm_compile(t->g, t->solver.batch, &t->p));
+    prt_vm_options vo = {.training = true};
+    PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
+    PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
+    if (!a->quiet) {
+        char sv[256];
+        prt_graph_stats gs;
+        describe_solver(&t->solver, sv, sizeof sv);
+        PRT_CHECK(prt_graph_stats_get(t->ev.g, &gs));
+        fprintf(stderr,
+                "training %s (%lld parameters) on %s: %lld training and %lld test images, batch %lld, %lld steps per "
+                "epoch, %lld epochs\nsolver: %s; augmentation: %s; seed %llu, %ld threads\n",
+                t->g->name, (long long)gs.params, a->data, (long long)n, (long long)prt_dataset_size(t->test),
+                (long long)t->solver.batch, (long long)t->spe, (long long)t->solver.epochs, sv,
+                a->no_augment ? "none" : "random crop (pad 2) and horizontal flip", (unsigned long long)ctx->seed,
+                ctx->num_threads > 0 ? (long)ctx->num_threads : sysconf(_SC_NPROCESSORS_ONLN));
+    }
+    PRT_CHECK(cli_progress_init(&t->pr, ctx, a->metrics, a->quiet, t->solver.epochs, t->spe, a->log_every));
+    t->pr_open = true;
+    return PRT_OK;
+}
+
+/* Returns CLI_OK, or CLI_FAIL after printing the divergence message. */
+static prt_status run_epochs(trainer *t, bool *diverged) {
+    prt_context *ctx = t->ctx;
+    prt_tensor *x = prt_vm_find(t->vm, t->g->values[t->g->inputs[0]].name);
+    prt_tensor *lab = prt_vm_find(t->vm, t->g->values[t->ti.labels].name);
+    const prt_tensor *loss_t = prt_vm_find(t->vm, t->g->values[t->ti.loss].name);
+    const prt_tensor *logits = prt_vm_find(t->vm, t->g->values[t->ti.logits].name);
+    if (!x || !lab || !loss_t || !logits)
+        return prt_error(ctx, PRT_ERR_INTERNAL, "the training program lacks its image, label, loss or logits tensor");
+    int64_t classes = logits->shape.d[1], batch = t->solver.batch;
+    for (int64_t epoch = 1; epoch <= t->solver.epochs; epoch++) {
+        cli_progress_epoch_start(&t->pr, epoch);
+        for (int64_t step = 1; step <= t->spe; step++) {
+            int64_t n;
+            PRT_CHECK(prt_loader_next(t->ld, PRT_F32P(x), (int32_t *)lab->data, &n));
+            if (n != batch)
+                return prt_error(ctx, PRT_ERR_INTERNAL, "the loader gave %lld samples at epoch %lld step %lld, not %lld",
+                                 (long long)n, (long long)epoch, (long long)step, (long long)batch);
+            int64_t global = (int64_t)prt_vm_get_step(t->vm);
+            PRT_CHECK(prt_vm_run(t->vm));
+            double loss = PRT_F32P(loss_t)[0];
+            if (!isfinite(loss)) {
+                cli_progress_break(&t->pr);
+                fprintf(stderr,
+                        "parrots train: training diverged at epoch %lld step %lld (global step %lld): loss is %s; "
+                        "try a smaller solver.lr (now %g)\n",
+                        (long long)epoch, (long long)step, (long long)global + 1, isnan(loss) ? "nan" : "inf",
+                        t->solver.lr);
+                *diverged = true;
+                return PRT_OK;
+            }
+            int64_t correct = cli_count_correct(PRT_F32P(logits), batch, classes, (const int32_t *)lab->data);
+            PRT_CHECK(cli_progress_step(&t->pr, epoch, step, loss, correct, batch,
+                                        prt_lr_at(&t->solver, t->spe, global)));
+        }
+        int64_t n;
+        PRT_CHECK(prt_loader_next(t->ld, PRT_F32P(x), (int32_t *)lab->data, &n));
+        if (n != 0)
+            return prt_error(ctx, PRT_ERR_INTERNAL, "the loader did not end epoch %lld after %lld batches",
+                             (long long)epoch, (long long)t->spe);
+        cli_progress_train_done(&t->pr);
+        double test_loss, test_acc;
+        PRT_CHECK(cli_eval_from_vm(&t->ev, t->vm));
+        PRT_CHECK(cli_eval_run(&t->ev, &test_loss, &test_acc));
+        int64_t last = (int64_t)prt_vm_get_step(t->vm) - 1;
+        PRT_CHECK(cli_progress_epoch_end(&t->pr, epoch, test_loss, test_acc, prt_lr_at(&t->solver, t->spe, last)));
+        t->final_acc = test_acc;
+        t->epochs_done = epoch;
+    }
+    return PRT_OK;
+}
+
+static void trainer_close(trainer *t) {
+    if (t->pr_open) cli_progress_close(&t->pr);
+    cli_eval_close(&t->ev);
+    prt_loader_destroy(t->ld);
+    prt_vm_destroy(t->vm);
+    prt_program_destroy(t->ctx, t->p);
+    prt_graph_destroy(t->g);
+    prt_dataset_destroy(t->train);
+    prt_dataset_destroy(t->test);
+}
+
+int cli_train(int argc, char **argv) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    train_args *a = &t.a;
+    a->data = "fashion-mnist";
+    a->epochs = a->batch = -1;
+    const cli_opt opts[] = {
+        {"--data", CLI_STRING, "NAME", "dataset: fashion-mnist (default) or synthetic:N", &a->data},
+        {"--epochs", CLI_INT, "N", "epochs (overrides solver.epochs)", &a->epochs},
+        {"--batch", CLI_INT, "B", "batch size (overrides solver.batch)", &a->batch},
+        {"--set", CLI_STRING, "solver.KEY=VALUE", "override a solver setting (repeatable)", NULL},
+        {"--seed", CLI_INT, "S", "seed of initial weights, shuffling, augmentation, dropout (default 0x5eed)", &a->seed},
+        {"--threads", CLI_INT, "T", "CPU threads (default: all cores)", &a->threads},
+        {"--metrics", CLI_STRING, "FILE", "write JSON lines: one per logged step and one per epoch", &a->metrics},
+        {"--plot", CLI_STRING, "FILE", "draw the loss and accuracy curves (.svg or .png)", &a->plot},
+        {"--save", CLI_STRING, "FILE", "write the trained weights (see docs/weights-format.md)", &a->save},
+        {"--log-every", CLI_INT, "K", "log every K steps (default: 10 times per epoch)", &a->log_every},
+        {"--augment", CLI_FLAG, NULL, "random crop (pad 2) and horizontal flip (the default)", &a->augment},
+        {"--no-augment", CLI_FLAG, NULL, "no augmentation", &a->no_augment},
+        {"--train-limit", CLI_INT, "N", "train on the first N training samples only", &a->train_limit},
+        {"--test-limit", CLI_INT, "M", "test on the first M test samples only", &a->test_limit},
+        {"--quiet", CLI_FLAG, NULL, "no progress output; epoch summaries only", &a->quiet},
+        {"--verbose", CLI_FLAG, NULL, "debug logging", &a->verbose},
+        {0},
+    };
+    char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
+    if (!rest) return CLI_FAIL;
+    int n_rest, rc = take_sets(a, argc, argv, rest, &n_rest);
+    const char *pos[1];
+    if (rc == CLI_OK) rc = cli_parse("train", usage_line, opts, n_rest, rest, pos, 1, 1);
+    free(rest);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+    a->net = pos[0];
+    if (a->augment && a->no_augment) {
+        fprintf(stderr, "parrots train: --augment and --no-augment contradict each other\n");
+        return CLI_USAGE;
+    }
+    prt_context_options co = {.struct_size = sizeof co,
+                              .log_level = a->verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
+                              .seed = (uint64_t)a->seed,
+                              .num_threads = (int)a->threads};
+    prt_status s = prt_context_create(&co, &t.ctx);
+    if (s != PRT_OK) return cli_fail("train", NULL, s);
+    bool diverged = false;
+    double t0 = prt_now();
+    PRT_CHECK_GOTO(setup(&t), s, done);
+    s = run_epochs(&t, &diverged);
+    if (a->plot && t.pr_open && (t.pr.n_steps > 0 || t.pr.n_epochs > 0)) {
+        char title[256];
+        cli_curves cv;
+        snprintf(title, sizeof title, "%s on %s: %s lr %g, batch %lld", t.g->name, a->data,
+                 prt_optimizer_name(t.solver.optimizer), t.solver.lr, (long long)t.solver.batch);
+        cli_progress_curves(&t.pr, title, &cv);
+        prt_status ps = cli_plot_write(t.ctx, a->plot, &cv);
+        if (s == PRT_OK) s = ps;
+        if (ps == PRT_OK && !a->quiet) fprintf(stderr, "plot written to %s\n", a->plot);
+    }
+    if (s != PRT_OK || diverged) goto done;
+    if (a->save) {
+        PRT_CHECK_GOTO(prt_weights_save(t.ctx, a->save, t.ev.g, t.ev.vm), s, done);
+        if (!a->quiet) fprintf(stderr, "weights written to %s\n", a->save);
+    }
+    printf("trained %lld epochs in %.1f s; final test_acc %.4f\n", (long long)t.epochs_done, prt_now() - t0,
+           t.final_acc);
+done:
+    if (t.pr_open) cli_progress_break(&t.pr);
+    rc = diverged ? CLI_FAIL : s == PRT_OK ? CLI_OK : cli_fail("train", t.ctx, s);
+    trainer_close(&t);
+    prt_context_destroy(t.ctx);
+    return rc;
+}
