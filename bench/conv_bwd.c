@@ -6,6 +6,7 @@
  *
  *     conv_bwd              # 2 threads (or OMP_NUM_THREADS), 9 timed runs, all layers
  *     conv_bwd -q           # the 256->256 layer only
+ *     conv_bwd -l 17x17     # the layers whose name contains "17x17"
  *     conv_bwd -t 1 -n 5 -p 100.0
  *
  * Each figure is the median of the timed runs after 2 warm-up runs, next to the
@@ -34,6 +35,7 @@ static const layer layers[] = {
     {"B 1x1 1152->128 17x17", 8, 1152, 17, 17, 128, 1, 1, 1, {0, 0, 0, 0}},
     {"B 1x7 128->160 17x17", 8, 128, 17, 17, 160, 1, 7, 1, {0, 3, 0, 3}},
     {"B 7x1 160->192 17x17", 8, 160, 17, 17, 192, 7, 1, 1, {3, 0, 3, 0}},
+    {"red-A 3x3/2 256->384 35x35", 8, 256, 35, 35, 384, 3, 3, 2, {0, 0, 0, 0}},
     {"red-B 3x3/2 256->288 17x17", 8, 256, 17, 17, 288, 3, 3, 2, {0, 0, 0, 0}},
     {"C 1x1 2048->192 8x8", 8, 2048, 8, 8, 192, 1, 1, 1, {0, 0, 0, 0}},
     {"C 1x3 192->224 8x8", 8, 192, 8, 8, 224, 1, 3, 1, {0, 1, 0, 1}},
@@ -169,6 +171,7 @@ static void cell(char *buf, size_t cap, double flops, double med, double min, do
 int main(int argc, char **argv) {
     int threads = 2, runs = 9;
     bool quick = false;
+    const char *only = NULL;
     double peak = 0;
     const char *env = getenv("OMP_NUM_THREADS");
     if (env && atoi(env) > 0) threads = atoi(env);
@@ -177,8 +180,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "-q")) quick = true;
+        else if (!strcmp(argv[i], "-l") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [-t threads] [-n runs] [-p peak_gflops] [-q]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t threads] [-n runs] [-p peak_gflops] [-q] [-l name-part]\n", argv[0]);
             return 2;
         }
     }
@@ -205,6 +209,7 @@ int main(int argc, char **argv) {
            "plain NCHW", "blocked+reorders", "impl (chosen)");
     size_t n_layers = quick ? 1 : sizeof layers / sizeof layers[0];
     for (size_t k = 0; k < n_layers; k++) {
+        if (only && !strstr(layers[k].name, only)) continue;
         tensors T;
         tensors_make(ctx, &layers[k], &T);
         /* forward chosen, then per direction: chosen, plain, blocked; run in

@@ -72,22 +72,27 @@ int64_t prt_conv_bwd_flops(const prt_infer_ctx *ic, prt_conv_bwd_kind kind) {
 
 /* ---- fast path: oneDNN ------------------------------------------------ */
 
-/* Which layout to run a layer's backward in: the forward conv's rule
- * (ops/op_conv.c), which bench/conv_bwd.c found to hold for both directions
- * within its noise (oneDNN 2.6, 2-core Zen 3, AVX2, batch 8, GFLOP/s of the
- * fastest of 7 runs including the reorders; a shared, busy machine): spatial
- * kernels on planes of 17x17 and more run 1.1-3x faster in the blocked direct
- * kernels than through im2col/col2im + GEMM on NCHW (stem 3x3: 62 vs 47 data,
- * 51 vs 30 weight; 7x1 data 70 vs 33), while 1x1 layers and strided or small
- * planes with many outputs favour GEMM by up to 5x (1x1 384->32 35x35: 112 vs
- * 23 data, 120 vs 21 weight; 3x3/2 256->288 17x17: 52 vs 28, 33 vs 19). */
-static bool prefer_blocked(const prt_conv_bwd_geom *g) {
+/* Which layout to run a layer's backward in, per direction. Measured with
+ * bench/conv_bwd.c (oneDNN 2.6, Zen 3 with AVX2, batch 8, PolyNet-shaped
+ * layers; 1 thread, as the shared 2-core machine gave unsteady 2-thread
+ * figures; GFLOP/s including the reorders, see bench/RESULTS.md):
+ *  - data: the blocked direct kernels beat col2im + GEMM on every unstrided
+ *    spatial kernel, 8x8 planes included (3x3 256->256 56x56: 87 vs 72;
+ *    C 3x1 8x8: 83 vs 54), unlike the forward; strided ones go to GEMM
+ *    (3x3/2 256->288 17x17: 72 vs 63). A 1x1 layer's gradient is a GEMM with
+ *    the output channels as its inner dimension: blocked wins once there are
+ *    128 or more per group (2048->192 8x8: 75 vs 42), GEMM below (384->32: 74
+ *    vs 52).
+ *  - weight: im2col + GEMM wins once the input channels (the GEMM's rows per
+ *    tap) reach 192 per group (3x3 256->256: 67 vs 62, twice that gap with 2
+ *    threads; C 1x3 192->224: 77 vs 58); with fewer the blocked kernels do
+ *    (stem 3x3 32->64: 59 vs 38; 1x7 128->160: 67 vs 53), and 1x1 layers stay
+ *    on GEMM (1152->128: 68 vs 60). */
+static bool prefer_blocked(const prt_conv_bwd_geom *g, prt_conv_bwd_kind kind) {
     const prt_window *w = &g->win;
-    double pix = (double)w->oh * (double)w->ow;
-    if (w->kh * w->kw > 1) return !(pix <= 144 && g->o / g->g >= 128);
-    double flops = 2.0 * (double)(g->c / g->g) * (double)g->o * pix;
-    double moved = (double)g->c * (double)g->h * (double)g->w + (double)g->o * pix;
-    return flops / moved >= 128 && pix >= 900;
+    bool spatial = w->kh * w->kw > 1, strided = w->sh > 1 || w->sw > 1;
+    if (kind == PRT_CONV_BWD_DATA) return spatial ? !strided : g->o / g->g >= 128;
+    return spatial && g->c / g->g < 192;
 }
 
 static dnnl_status_t make_pd(const prt_conv_bwd_geom *g, prt_conv_bwd_kind kind, bool blocked, dnnl_engine_t eng,
@@ -147,7 +152,7 @@ static dnnl_status_t try_layout(const prt_conv_bwd_geom *g, prt_conv_bwd_kind ki
 
 static dnnl_status_t plan_make(const prt_conv_bwd_geom *g, prt_conv_bwd_kind kind, int layout, dnnl_engine_t eng,
                                prt_dnnl_plan *p) {
-    bool blocked = layout == PRT_CONV_BLOCKED || (layout == PRT_CONV_AUTO && prefer_blocked(g));
+    bool blocked = layout == PRT_CONV_BLOCKED || (layout == PRT_CONV_AUTO && prefer_blocked(g, kind));
     dnnl_status_t st = try_layout(g, kind, blocked, eng, p);
     if (layout == PRT_CONV_AUTO && (st != dnnl_success || prt_dnnl_pd_is_ref(p->pd))) {
         /* only oneDNN's slow reference kernel for this layout (odd group sizes,
