@@ -16,7 +16,7 @@
 
 typedef struct train_args {
     const char *net, *data, *metrics, *plot, *save;
-    long long epochs, batch, seed, threads, log_every, train_limit, test_limit;
+    long long epochs, batch, seed, threads, log_every, train_limit, test_limit, crop_pad;
     bool augment, no_augment, quiet, verbose;
     const char *sets[MAX_SETS];
     int n_sets;
@@ -24,7 +24,8 @@ typedef struct train_args {
 
 static const char usage_line[] =
     "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
-    "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] [--quiet]";
+    "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
+    "[--crop-pad P] [--train-limit N] [--test-limit M] [--quiet]";
 
 /* --set may repeat, which cli_parse's options do not: take them out first. */
 static int take_sets(train_args *a, int argc, char **argv, char **rest, int *n_rest) {
@@ -129,7 +130,7 @@ static prt_status setup(trainer *t) {
     o.shuffle = true;
     o.drop_last = true;
     o.seed = ctx->seed;
-    o.crop_pad = a->no_augment ? 0 : 2;
+    o.crop_pad = a->no_augment ? 0 : (int)a->crop_pad;
     o.flip = !a->no_augment;
     o.prefetch = 2;
     cli_data_norm(a->data, &o.mean, &o.std);
@@ -141,7 +142,10 @@ static prt_status setup(trainer *t) {
     PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
     PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
     if (!a->quiet) {
-        char sv[256];
+        char sv[256], aug[96];
+        if (a->no_augment) snprintf(aug, sizeof aug, "none");
+        else if (a->crop_pad > 0) snprintf(aug, sizeof aug, "horizontal flip, random crop (pad %lld)", a->crop_pad);
+        else snprintf(aug, sizeof aug, "horizontal flip");
         prt_graph_stats gs;
         describe_solver(&t->solver, sv, sizeof sv);
         PRT_CHECK(prt_graph_stats_get(t->ev.g, &gs));
@@ -150,7 +154,7 @@ static prt_status setup(trainer *t) {
                 "epoch, %lld epochs\nsolver: %s; augmentation: %s; seed %llu, %ld threads\n",
                 t->g->name, (long long)gs.params, a->data, (long long)n, (long long)prt_dataset_size(t->test),
                 (long long)t->solver.batch, (long long)t->spe, (long long)t->solver.epochs, sv,
-                a->no_augment ? "none" : "random crop (pad 2) and horizontal flip", (unsigned long long)ctx->seed,
+                aug, (unsigned long long)ctx->seed,
                 ctx->num_threads > 0 ? (long)ctx->num_threads : sysconf(_SC_NPROCESSORS_ONLN));
     }
     PRT_CHECK(cli_progress_init(&t->pr, ctx, a->metrics, a->quiet, t->solver.epochs, t->spe, a->log_every));
@@ -158,7 +162,8 @@ static prt_status setup(trainer *t) {
     return PRT_OK;
 }
 
-/* Returns CLI_OK, or CLI_FAIL after printing the divergence message. */
+/* The epochs: one program run per batch, the test pass at each epoch's end. A
+ * non-finite loss prints the divergence message and sets *diverged. */
 static prt_status run_epochs(trainer *t, bool *diverged) {
     prt_context *ctx = t->ctx;
     prt_tensor *x = prt_vm_find(t->vm, t->g->values[t->g->inputs[0]].name);
@@ -238,8 +243,10 @@ int cli_train(int argc, char **argv) {
         {"--plot", CLI_STRING, "FILE", "draw the loss and accuracy curves (.svg or .png)", &a->plot},
         {"--save", CLI_STRING, "FILE", "write the trained weights (see docs/weights-format.md)", &a->save},
         {"--log-every", CLI_INT, "K", "log every K steps (default: 10 times per epoch)", &a->log_every},
-        {"--augment", CLI_FLAG, NULL, "random crop (pad 2) and horizontal flip (the default)", &a->augment},
+        {"--augment", CLI_FLAG, NULL, "random horizontal flip, and crop with --crop-pad (the default)", &a->augment},
         {"--no-augment", CLI_FLAG, NULL, "no augmentation", &a->no_augment},
+        {"--crop-pad", CLI_INT, "P", "random crop: pad P zero pixels, crop back at a random offset (default 0)",
+         &a->crop_pad},
         {"--train-limit", CLI_INT, "N", "train on the first N training samples only", &a->train_limit},
         {"--test-limit", CLI_INT, "M", "test on the first M test samples only", &a->test_limit},
         {"--quiet", CLI_FLAG, NULL, "no progress output; epoch summaries only", &a->quiet},
@@ -254,6 +261,10 @@ int cli_train(int argc, char **argv) {
     free(rest);
     if (rc) return rc < 0 ? CLI_OK : rc;
     a->net = pos[0];
+    if (a->crop_pad > 64) {
+        fprintf(stderr, "parrots train: --crop-pad %lld is more than 64 pixels\n", a->crop_pad);
+        return CLI_USAGE;
+    }
     if (a->augment && a->no_augment) {
         fprintf(stderr, "parrots train: --augment and --no-augment contradict each other\n");
         return CLI_USAGE;
