@@ -41,6 +41,10 @@ prt_status prt_dataset_synthetic(prt_context *ctx, int64_t n, const prt_shape *p
  * /usr/share/datasets/fashion-mnist, or $PARROTS_DATA_DIR) with split "train" or
  * "test"; "synthetic:N" gives N synthetic samples of shape [1, 28, 28] and 10 classes. */
 prt_status prt_dataset_open(prt_context *ctx, const char *name, const char *split, prt_dataset **out);
+/* A new dataset holding copies of the first n samples of d (0 < n <= size; quick
+ * runs and tests). `what` names it in messages. Caller frees with prt_dataset_destroy. */
+prt_status prt_dataset_head(prt_context *ctx, const prt_dataset *d, int64_t n, const char *what,
+                            prt_dataset **out);
 void prt_dataset_destroy(prt_dataset *d);
 int64_t prt_dataset_size(const prt_dataset *d);
 prt_shape prt_dataset_sample_shape(const prt_dataset *d); /* per sample, e.g. [1, 28, 28] */

@@ -132,3 +132,19 @@ prt_status prt_dataset_open(prt_context *ctx, const char *name, const char *spli
     }
     return prt_error(ctx, PRT_ERR_NOT_FOUND, "unknown dataset '%s' (known: fashion-mnist, synthetic:N)", name);
 }
+
+prt_status prt_dataset_head(prt_context *ctx, const prt_dataset *d, int64_t n, const char *what,
+                            prt_dataset **out) {
+    *out = NULL;
+    if (n < 1 || n > d->n)
+        return prt_error(ctx, PRT_ERR_INVALID, "%s: cannot take the first %lld of %lld samples", what, (long long)n,
+                         (long long)d->n);
+    prt_dataset *h;
+    PRT_CHECK(prt_dataset_alloc_(ctx, what, n, &d->shape, &h));
+    /* n * numel was checked against the source's size when d was made */
+    memcpy(h->images, d->images, sizeof(float) * (size_t)(n * d->numel));
+    memcpy(h->labels, d->labels, sizeof(int32_t) * (size_t)n);
+    h->classes = d->classes;
+    *out = h;
+    return PRT_OK;
+}

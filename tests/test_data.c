@@ -1087,11 +1087,35 @@ START_TEST(test_loader_options) {
 }
 END_TEST
 
+START_TEST(test_dataset_head) {
+    prt_context *ctx = tu_context();
+    prt_shape s = {.ndim = 3, .d = {1, 4, 3}};
+    prt_dataset *d, *h;
+    ck_assert_int_eq(prt_dataset_synthetic(ctx, 30, &s, 5, 9, &d), PRT_OK);
+    ck_assert_int_eq(prt_dataset_head(ctx, d, 7, "head", &h), PRT_OK);
+    ck_assert_int_eq(prt_dataset_size(h), 7);
+    ck_assert_int_eq(prt_dataset_classes(h), prt_dataset_classes(d));
+    for (int64_t i = 0; i < 7; i++) {
+        ck_assert_int_eq(prt_dataset_label(h, i), prt_dataset_label(d, i));
+        ck_assert(memcmp(prt_dataset_image(h, i), prt_dataset_image(d, i), 12 * sizeof(float)) == 0);
+    }
+    prt_dataset_destroy(h);
+    h = (prt_dataset *)&h;
+    ck_assert_int_eq(prt_dataset_head(ctx, d, 31, "head", &h), PRT_ERR_INVALID);
+    ck_assert_str_eq(prt_last_error(ctx), "head: cannot take the first 31 of 30 samples");
+    ck_assert_ptr_null(h);
+    ck_assert_int_eq(prt_dataset_head(ctx, d, 0, "head", &h), PRT_ERR_INVALID);
+    prt_dataset_destroy(d);
+    prt_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *data_suite(void) {
     Suite *s = suite_create("data");
     TCase *t = tcase_create("idx");
     tcase_add_checked_fixture(t, tmp_setup, tmp_teardown);
     tcase_add_test(t, test_idx_raw);
+    tcase_add_test(t, test_dataset_head);
     tcase_add_test(t, test_idx_gzip);
     tcase_add_test(t, test_idx_gzip_members);
     tcase_add_test(t, test_idx_missing);

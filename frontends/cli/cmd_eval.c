@@ -3,7 +3,6 @@
  * inference program at the evaluation batch, a second one for a last short
  * batch, fed by a loader without shuffling or augmentation). */
 #include "frontends/cli/cli_impl.h"
-#include "frontends/data_impl.h"
 #include "frontends/weights_api.h"
 
 #include <math.h>
@@ -27,15 +26,8 @@ prt_status cli_dataset_open(prt_context *ctx, const char *name, const char *spli
     /* the first `limit` samples, as a dataset of their own */
     char what[160];
     snprintf(what, sizeof what, "%s (%s split, first %lld samples)", name, split, (long long)limit);
-    prt_shape shape = prt_dataset_sample_shape(d);
-    prt_status st = prt_dataset_alloc_(ctx, what, limit, &shape, &head);
-    if (st == PRT_OK) {
-        int64_t numel = prt_shape_count(&shape);
-        memcpy(head->images, prt_dataset_image(d, 0), sizeof(float) * (size_t)(numel * limit));
-        for (int64_t i = 0; i < limit; i++) head->labels[i] = prt_dataset_label(d, i);
-        head->classes = prt_dataset_classes(d);
-        *out = head;
-    }
+    prt_status st = prt_dataset_head(ctx, d, limit, what, &head);
+    if (st == PRT_OK) *out = head;
     prt_dataset_destroy(d);
     return st;
 }
