@@ -88,7 +88,7 @@ static void describe_solver(const prt_solver *s, char *b, size_t cap) {
     if (s->optimizer == PRT_OPT_sgd && s->nesterov) ADD(" nesterov");
     if (s->weight_decay > 0) ADD(" weight_decay %g", s->weight_decay);
     ADD(", %s schedule", prt_schedule_name(s->schedule));
-    if (s->warmup_epochs > 0) ADD(", %g warm-up epochs", s->warmup_epochs);
+    if (s->warmup_epochs > 0) ADD(", %g warm-up epoch%s", s->warmup_epochs, s->warmup_epochs == 1 ? "" : "s");
     if (s->label_smoothing > 0) ADD(", label smoothing %g", s->label_smoothing);
 #undef ADD
 }
@@ -151,9 +151,10 @@ static prt_status setup(trainer *t) {
         PRT_CHECK(prt_graph_stats_get(t->ev.g, &gs));
         fprintf(stderr,
                 "training %s (%lld parameters) on %s: %lld training and %lld test images, batch %lld, %lld steps per "
-                "epoch, %lld epochs\nsolver: %s; augmentation: %s; seed %llu, %ld threads\n",
+                "epoch, %lld epoch%s\nsolver: %s; augmentation: %s; seed %llu, %ld threads\n",
                 t->g->name, (long long)gs.params, a->data, (long long)n, (long long)prt_dataset_size(t->test),
-                (long long)t->solver.batch, (long long)t->spe, (long long)t->solver.epochs, sv,
+                (long long)t->solver.batch, (long long)t->spe, (long long)t->solver.epochs,
+                t->solver.epochs == 1 ? "" : "s", sv,
                 aug, (unsigned long long)ctx->seed,
                 ctx->num_threads > 0 ? (long)ctx->num_threads : sysconf(_SC_NPROCESSORS_ONLN));
     }
@@ -294,8 +295,8 @@ int cli_train(int argc, char **argv) {
         PRT_CHECK_GOTO(prt_weights_save(t.ctx, a->save, t.ev.g, t.ev.vm), s, done);
         if (!a->quiet) fprintf(stderr, "weights written to %s\n", a->save);
     }
-    printf("trained %lld epochs in %.1f s; final test_acc %.4f\n", (long long)t.epochs_done, prt_now() - t0,
-           t.final_acc);
+    printf("trained %lld epoch%s in %.1f s; final test_acc %.4f\n", (long long)t.epochs_done,
+           t.epochs_done == 1 ? "" : "s", prt_now() - t0, t.final_acc);
 done:
     if (t.pr_open) cli_progress_break(&t.pr);
     rc = diverged ? CLI_FAIL : s == PRT_OK ? CLI_OK : cli_fail("train", t.ctx, s);
