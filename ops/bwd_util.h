@@ -28,6 +28,13 @@ enum { PRT_LINEAR_A_OUT, PRT_LINEAR_A_BIAS };
 
 /* batchnorm (ops/op_batchnorm.c) */
 extern const prt_attr_def prt_batchnorm_attrs[];
+/* Builds the oneDNN primitive descriptor of one batch-norm direction for a mode. */
+typedef dnnl_status_t (*prt_bn_pd_fn)(const prt_shape *s, float eps, bool training, dnnl_engine_t eng,
+                                      dnnl_primitive_desc_t *pd);
+/* The workspace layout both batch-norm kernels use:
+ * [scratchpad (the larger of both modes)][batch mean][batch var]. */
+dnnl_status_t prt_bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng, prt_bn_pd_fn make_pd,
+                            size_t *stats_off, size_t *total);
 #define PRT_BATCHNORM_N_ATTRS 2
 enum { PRT_BN_A_EPS, PRT_BN_A_MOMENTUM };
 

@@ -152,12 +152,12 @@ static dnnl_status_t bn_pd(const prt_shape *s, float eps, bool training, dnnl_en
     return st;
 }
 
-/* Workspace layout: [scratchpad (the larger of both modes)][batch mean][batch var] */
-static dnnl_status_t bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng, size_t *stats_off, size_t *total) {
+dnnl_status_t prt_bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng, prt_bn_pd_fn make_pd,
+                            size_t *stats_off, size_t *total) {
     size_t scratch = 0;
     for (int t = 0; t < 2; t++) {
         dnnl_primitive_desc_t pd;
-        dnnl_status_t st = bn_pd(s, eps, t == 1, eng, &pd);
+        dnnl_status_t st = make_pd(s, eps, t == 1, eng, &pd);
         if (st != dnnl_success) return st;
         size_t z = prt_dnnl_scratch_size(pd);
         if (z > scratch) scratch = z;
@@ -171,7 +171,7 @@ static dnnl_status_t bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng,
 static size_t bn_workspace(const prt_infer_ctx *ic) {
     dnnl_engine_t eng = prt_dnnl_engine_quiet();
     size_t off, total;
-    if (!eng || bn_layout(&ic->in[0], (float)prt_attr_float(&ic->attrs[A_EPS]), eng, &off, &total) != dnnl_success)
+    if (!eng || prt_bn_layout(&ic->in[0], (float)prt_attr_float(&ic->attrs[A_EPS]), eng, bn_pd, &off, &total) != dnnl_success)
         return 0;
     return total;
 }
@@ -203,7 +203,7 @@ static prt_status bn_prepare(const prt_kernel_call *c, void **state) {
     float eps = (float)prt_attr_float(&c->attrs[A_EPS]);
     size_t total = 0;
     PRT_CHECK_GOTO(prt_dnnl_engine(ctx, &eng), st, fail);
-    PRT_DNNL_CHECK_GOTO(bn_layout(sh, eps, eng, &s->stats_off, &total), ctx, "batchnorm", st, fail);
+    PRT_DNNL_CHECK_GOTO(prt_bn_layout(sh, eps, eng, bn_pd, &s->stats_off, &total), ctx, "batchnorm", st, fail);
     PRT_CHECK_GOTO(prt_dnnl_base_init(c, &s->b, total), st, fail);
     /* both modes up front: one node runs in training and evaluation steps */
     for (int t = 0; t < 2; t++) {

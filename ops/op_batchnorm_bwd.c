@@ -143,26 +143,11 @@ static dnnl_status_t bnb_pd(const prt_shape *s, float eps, bool training, dnnl_e
     return st;
 }
 
-/* Workspace: [scratchpad (the larger of both modes)][batch mean][batch var] */
-static dnnl_status_t bnb_layout(const prt_shape *s, float eps, dnnl_engine_t eng, size_t *stats_off, size_t *total) {
-    size_t scratch = 0;
-    for (int t = 0; t < 2; t++) {
-        dnnl_primitive_desc_t pd;
-        dnnl_status_t st = bnb_pd(s, eps, t == 1, eng, &pd);
-        if (st != dnnl_success) return st;
-        size_t z = prt_dnnl_scratch_size(pd);
-        if (z > scratch) scratch = z;
-        dnnl_primitive_desc_destroy(pd);
-    }
-    *stats_off = prt_dnnl_align(scratch);
-    *total = *stats_off + prt_dnnl_align(2 * (size_t)s->d[1] * sizeof(float));
-    return dnnl_success;
-}
-
 static size_t bnb_workspace(const prt_infer_ctx *ic) {
     dnnl_engine_t eng = prt_dnnl_engine_quiet();
     size_t off, total;
-    if (!eng || bnb_layout(&ic->in[1], (float)prt_attr_float(&ic->attrs[PRT_BN_A_EPS]), eng, &off, &total) !=
+    if (!eng || prt_bn_layout(&ic->in[1], (float)prt_attr_float(&ic->attrs[PRT_BN_A_EPS]), eng, bnb_pd, &off,
+                                 &total) !=
                     dnnl_success)
         return 0;
     return total;
@@ -195,7 +180,7 @@ static prt_status bnb_prepare(const prt_kernel_call *c, void **state) {
     float eps = (float)prt_attr_float(&c->attrs[PRT_BN_A_EPS]);
     size_t total = 0;
     PRT_CHECK_GOTO(prt_dnnl_engine(ctx, &eng), st, fail);
-    PRT_DNNL_CHECK_GOTO(bnb_layout(sh, eps, eng, &s->stats_off, &total), ctx, "batchnorm_bwd", st, fail);
+    PRT_DNNL_CHECK_GOTO(prt_bn_layout(sh, eps, eng, bnb_pd, &s->stats_off, &total), ctx, "batchnorm_bwd", st, fail);
     PRT_CHECK_GOTO(prt_dnnl_base_init(c, &s->b, total), st, fail);
     /* both modes up front, as the forward does: one node serves training and
      * evaluation steps (the outside-training one only with the running statistics) */
