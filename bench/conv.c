@@ -99,13 +99,7 @@ int main(int argc, char **argv) {
     if (prt_context_create(&o, &ctx) != PRT_OK) return 1;
     omp_set_num_threads(threads);
     bool measured_peak = peak <= 0;
-    if (measured_peak) {
-        float sink = 0;
-        peak = fma_peak_gflops(threads, 0.5, &sink);
-        if (sink == 12345.678f) printf(" \n");
-    }
-    printf("fp32 peak with %d thread%s: %.1f GFLOP/s (FMA throughput, measured)\n", threads, threads > 1 ? "s" : "",
-           peak);
+    if (measured_peak) peak = bench_measure_peak(threads);
     printf("median of %d runs after 3 warm-up runs; batch 8, no bias; GFLOP/s (%% of peak)\n\n", runs);
     printf("%-30s %-22s %-18s %-18s %s\n", "layer", "chosen", "plain NCHW (GEMM)", "blocked+reorders", "impl (chosen)");
     const prt_op_schema *conv = prt_op_find(ctx->ops, "conv", NULL);

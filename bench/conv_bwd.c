@@ -166,13 +166,7 @@ int main(int argc, char **argv) {
     if (prt_context_create(&o, &ctx) != PRT_OK) return 1;
     omp_set_num_threads(threads);
     bool measured_peak = peak <= 0;
-    if (measured_peak) {
-        float sink = 0;
-        peak = fma_peak_gflops(threads, 0.5, &sink);
-        if (sink == 12345.678f) printf(" \n");
-    }
-    printf("fp32 peak with %d thread%s: %.1f GFLOP/s (FMA throughput, measured)\n", threads, threads > 1 ? "s" : "",
-           peak);
+    if (measured_peak) peak = bench_measure_peak(threads);
     printf("batch 8; GFLOP/s of the median run (%% of peak) and of the fastest run, of %d runs after 2 warm-up\n"
            "runs, the variants taking turns; B/P: the layout chosen (blocked / plain)\n\n",
            runs);

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "bench/fma_peak.h"
 #include "ops/ops_impl.h"
 
 typedef struct layer {
@@ -39,5 +40,15 @@ static inline prt_attr ints(int n, const int64_t *v) {
     return a;
 }
 
+
+/* Measures the fp32 peak with `threads` threads and prints it. */
+static inline double bench_measure_peak(int threads) {
+    float sink = 0;
+    double peak = fma_peak_gflops(threads, 0.5, &sink);
+    if (sink == 12345.678f) printf(" \n"); /* keeps the FMA chains' result alive */
+    printf("fp32 peak with %d thread%s: %.1f GFLOP/s (FMA throughput, measured)\n", threads, threads > 1 ? "s" : "",
+           peak);
+    return peak;
+}
 
 #endif
