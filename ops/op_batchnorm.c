@@ -73,6 +73,7 @@ static prt_status bn_check(const prt_kernel_call *c) {
 /* The running-statistics update shared by both paths; bmean/bvar are the
  * batch mean and biased variance. */
 static void bn_update_running(const prt_kernel_call *c, const float *bmean, const float *bvar, int64_t count) {
+    if (c->recompute) return; /* the forward call already counted this batch */
     float m = (float)prt_attr_float(&c->attrs[A_MOMENTUM]);
     float *rmean = PRT_F32P(c->in[1 + P_MEAN]), *rvar = PRT_F32P(c->in[1 + P_VAR]);
     float unbias = (float)((double)count / (double)(count - 1));

@@ -95,6 +95,8 @@ typedef struct prt_kernel_call {
     size_t workspace_size;
     void *state;                   /* from prepare; NULL if none */
     bool training;                 /* batch norm batch statistics, dropout masks */
+    bool recompute;                /* a RECOMPUTE of a forward call: same outputs, but no side
+                                    * effects on state (batch norm's running statistics) */
     uint64_t rng_key;              /* per-call stream key (dropout) */
     uint64_t step;                 /* training step, part of the RNG counter */
 } prt_kernel_call;

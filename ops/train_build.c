@@ -126,6 +126,7 @@ prt_status prt_train_build(prt_graph *g, const prt_solver *s, int64_t steps_per_
     if (g->n_outputs < 1) return prt_error(ctx, PRT_ERR_SCHEMA, "graph '%s' has no output to train", g->name);
     PRT_CHECK(prt_graph_bind_params(g));
     PRT_CHECK(add_loss(g, s, info));
+    g->n_forward = g->n_nodes;
     int *grad_of = NULL, n_grad_of = 0;
     PRT_CHECK(prt_autodiff(g, 1, &info->loss, &(int){PRT_GRAD_ONE}, &grad_of, &n_grad_of));
     prt_status st = add_update(g, s, steps_per_epoch, grad_of, info);

@@ -129,6 +129,7 @@ prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char
     memset(n, 0, sizeof *n);
     n->op = op;
     n->loc = loc;
+    n->recompute_of = -1;
     n->n_data_in = n->n_in = n_inputs;
     n->name = prt_strdup(ctx, name);
     n->param_path = prt_strdup(ctx, param_path ? param_path : name);

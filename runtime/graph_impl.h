@@ -49,6 +49,7 @@ typedef struct prt_node {
     int *out;              /* owned: value ids */
     prt_attr *attrs;       /* owned: schema order, defaults filled in */
     prt_loc loc;
+    int recompute_of;      /* a copy of forward node k re-run for backward (memory/rewrite.c); -1 */
 } prt_node;
 
 struct prt_graph {
@@ -70,6 +71,8 @@ struct prt_graph {
                             * PRT_VARIADIC inputs (an optimizer update), cap_wide_in entries */
     int cap_wide_in;
     struct prt_solver *solver; /* owned: the YAML `solver:` section, NULL when the file has none */
+    int n_forward;         /* training graphs: nodes [0, n_forward) are the forward pass and
+                            * the loss, the rest backward and update; 0 when not set */
 };
 
 prt_status prt_graph_new(prt_context *ctx, const char *name, prt_graph **out);

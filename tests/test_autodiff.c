@@ -91,7 +91,7 @@ static void ad_free(ad_net *a) {
 static void compile(ad_net *a, int64_t batch) {
     ck_assert_int_eq(prt_graph_set_outputs(a->g, &a->root, 1), PRT_OK);
     ck_assert_msg(prt_vm_compile(a->g, batch, &a->p) == PRT_OK, "%s", prt_last_error(a->ctx));
-    prt_vm_options o = {.reference = true, .training = true};
+    prt_vm_options o = {.reference = true, .training = true, .unplanned = true}; /* reads gradients after the run */
     ck_assert_msg(prt_vm_create(a->ctx, a->p, NULL, &o, &a->vm) == PRT_OK, "%s", prt_last_error(a->ctx));
     for (int i = 0; i < a->g->n_inputs; i++) {
         int v = a->g->inputs[i];

@@ -702,7 +702,7 @@ static void check_graph(prt_context *ctx, prt_graph *g, int root, int64_t batch,
     int checked = 0, skipped = 0;
     for (int ref = 1; ref >= 0; ref--) {
         const char *what = ref ? "graph (reference kernels)" : "graph (fast kernels)";
-        prt_vm_options o = {.reference = ref, .training = true};
+        prt_vm_options o = {.reference = ref, .training = true, .unplanned = true}; /* reads gradients after the run */
         prt_vm *vm;
         ck_assert_msg(prt_vm_create(ctx, p, prt_cpu_device(ctx), &o, &vm) == PRT_OK, "%s", prt_last_error(ctx));
         run_at_step(ctx, vm, in, g->n_inputs, what);

@@ -482,7 +482,7 @@ START_TEST(test_encoding_roundtrip) {
     ck_assert_str_eq(prt_vm_op_names[PRT_OP_HALT], "HALT");
     ck_assert_int_eq(prt_vm_op_formats[PRT_OP_SETI], PRT_VM_FMT_RI);
     ck_assert_int_eq(prt_vm_formats[prt_vm_op_formats[PRT_OP_JMP]].a, PRT_VM_A_JMODE);
-    ck_assert_int_eq(PRT_OP_COUNT, 6);
+    ck_assert_int_eq(PRT_OP_COUNT, 7);
 }
 END_TEST
 

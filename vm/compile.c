@@ -4,6 +4,7 @@
  * The program copies every name and attribute, so it outlives the graph. */
 #include "vm/vm_impl.h"
 
+#include "memory/memory_api.h"
 #include "scheduler/scheduler_impl.h"
 
 #include <string.h>
@@ -52,9 +53,17 @@ static prt_status add_call(prt_graph *g, prt_program *p, int n, int *op_index) {
         p->ops[op_index[nd->op]].id = nd->op;
     }
     int k, pc;
-    PRT_CHECK(prt_program_add_call(ctx, p, op_index[nd->op], nd->name, nd->in, nd->n_data_in,
+    /* A recomputation runs under the original node's name: messages name the layer
+     * the user wrote, and kernels keyed by the name (dropout's mask) repeat exactly. */
+    bool re = nd->recompute_of >= 0 && nd->recompute_of < g->n_nodes;
+    const char *name = re ? g->nodes[nd->recompute_of].name : nd->name;
+    PRT_CHECK(prt_program_add_call(ctx, p, op_index[nd->op], name, nd->in, nd->n_data_in,
                                    nd->n_in, nd->out, nd->n_out, nd->attrs, s->n_attrs, &k));
-    return prt_program_emit(ctx, p, prt_vm_ins_call(k), &pc);
+    p->k[k].call.phase = s->updates_inputs ? PRT_PHASE_UPDATE
+                         : (g->n_forward > 0 && n >= g->n_forward) ? PRT_PHASE_BACKWARD
+                                                                   : PRT_PHASE_FORWARD;
+    prt_instr ins = re ? prt_vm_ins(PRT_OP_RECOMPUTE, 0, (uint32_t)k) : prt_vm_ins_call(k);
+    return prt_program_emit(ctx, p, ins, &pc);
 }
 
 prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
@@ -89,6 +98,8 @@ prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
         st = PRT_ERR_INTERNAL;
     }
     if (st != PRT_OK) goto done;
+    /* every buffer's place, fixed before anything runs */
+    PRT_CHECK_GOTO(prt_mem_plan_build(ctx, p, &p->plan), st, done);
     *out = p;
     p = NULL;
 done:

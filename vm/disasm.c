@@ -103,7 +103,8 @@ static void print_instruction(FILE *f, const prt_program *p, int pc) {
     case PRT_OP_NOP:
     case PRT_OP_HALT:
         break;
-    case PRT_OP_CALL: {
+    case PRT_OP_CALL:
+    case PRT_OP_RECOMPUTE: {
         fprintf(f, " k%-4u", x);
         if (x < (uint32_t)p->n_k && p->k[x].kind == PRT_CONST_CALL) {
             const prt_call_desc *c = &p->k[x].call;

@@ -4,6 +4,9 @@
  * vm/interp_loop.h, compiled twice: computed goto and switch. */
 #include "vm/vm_impl.h"
 
+#include "memory/memory_api.h"
+
+#include <math.h>
 #include <string.h>
 
 static prt_status vm_call_failed(prt_vm *vm, int pc, const prt_vm_call *c, prt_status st) {
@@ -33,8 +36,38 @@ static prt_status vm_call_failed(prt_vm *vm, int pc, const prt_vm_call *c, prt_s
 
 /* A run executes with the current step, then counts it: the first run is step 0,
  * which is what learning-rate schedules and dropout masks are keyed by. */
+static prt_status poison_buffer(prt_vm *vm, const prt_mem_buffer *b) {
+    return vm->dev->iface->fill_f32(vm->dev, (char *)vm->arena + b->offset, NAN, b->bytes / 4, NULL);
+}
+
+/* The debug run: the whole arena but the inputs poisoned first, then every
+ * buffer right after the instruction that reads it last. Planned programs are
+ * straight-line, so this loop needs only CALL, RECOMPUTE, NOP and HALT. */
+static prt_status vm_exec_poison(prt_vm *vm) {
+    const prt_program *p = vm->p;
+    const prt_mem_plan *plan = p->plan;
+    for (int b = 0; b < plan->n_bufs; b++) {
+        int r = plan->bufs[b].reg;
+        if (r >= 0 && p->regs[r].kind == PRT_REG_INPUT) continue;
+        PRT_CHECK(poison_buffer(vm, &plan->bufs[b]));
+    }
+    for (int pc = 0; pc < p->n_code; pc++) {
+        prt_instr i = p->code[pc];
+        unsigned op = PRT_VM_RAW_OP(i);
+        if (op == PRT_OP_HALT) return PRT_OK;
+        if (op != PRT_OP_CALL && op != PRT_OP_RECOMPUTE) continue;
+        prt_vm_call *c = &vm->calls[PRT_VM_RAW_X(i)];
+        c->kc.step = vm->step;
+        prt_status st = c->run(&c->kc);
+        if (st != PRT_OK) return vm_call_failed(vm, pc, c, st);
+        for (int k = vm->poison_start[pc]; k < vm->poison_start[pc + 1]; k++)
+            PRT_CHECK(poison_buffer(vm, &plan->bufs[vm->poison_list[k]]));
+    }
+    return PRT_OK;
+}
+
 prt_status prt_vm_run(prt_vm *vm) {
-    prt_status st = vm_exec_goto(vm);
+    prt_status st = vm->poison_list ? vm_exec_poison(vm) : vm_exec_goto(vm);
     vm->step++;
     return st;
 }
@@ -71,9 +104,69 @@ static prt_status init_param(prt_vm *vm, int r) {
     return st;
 }
 
+/* Points every register into the three blocks of the plan: persistent state,
+ * gradients and the arena (zeroed, so a run never sees stale memory). */
+static prt_status alloc_planned(prt_vm *vm) {
+    prt_context *ctx = vm->ctx;
+    const prt_program *p = vm->p;
+    const prt_mem_plan *plan = p->plan;
+    prt_device *dev = vm->dev;
+    size_t grad = 0;
+    for (int r = 0; r < p->n_regs; r++)
+        if (plan->reg_region[r] == PRT_MEM_GRAD) {
+            size_t b;
+            PRT_CHECK(prt_shape_nbytes(ctx, &p->regs[r].shape, p->regs[r].dtype, &b));
+            b = (b + PRT_MEM_ALIGN - 1) / PRT_MEM_ALIGN * PRT_MEM_ALIGN;
+            if (plan->reg_offset[r] + b > grad) grad = plan->reg_offset[r] + b;
+        }
+    size_t sizes[3] = {plan->persistent_bytes, grad, plan->arena_bytes};
+    void **blocks[3] = {&vm->persistent, &vm->grads, &vm->arena};
+    for (int i = 0; i < 3; i++) {
+        if (sizes[i] == 0) continue;
+        prt_status st = dev->iface->alloc(dev, sizes[i], blocks[i]);
+        if (st != PRT_OK) {
+            char b[32];
+            return prt_error_prefix(ctx, st, "program '%s': allocating the %s of %s", p->name,
+                                    i == 0 ? "parameters and state" : i == 1 ? "gradients" : "arena",
+                                    prt_mem_format_bytes(sizes[i], b, sizeof b));
+        }
+        if (i > 0) PRT_CHECK(dev->iface->fill_f32(dev, *blocks[i], 0.0f, sizes[i] / 4, NULL));
+    }
+    vm->arena_size = plan->arena_bytes;
+    for (int r = 0; r < p->n_regs; r++) {
+        const prt_reg *g = &p->regs[r];
+        char *base = plan->reg_region[r] == PRT_MEM_PERSISTENT ? vm->persistent
+                     : plan->reg_region[r] == PRT_MEM_GRAD     ? vm->grads
+                     : plan->reg_region[r] == PRT_MEM_ARENA    ? vm->arena
+                                                               : NULL;
+        if (!base) continue;
+        prt_tensor_wrap(&vm->regs[r], base + plan->reg_offset[r], g->dtype, &g->shape);
+        if (g->kind == PRT_REG_PARAM || g->kind == PRT_REG_STATE) PRT_CHECK(init_param(vm, r));
+        int existing;
+        prt_status st = prt_strtab_put(ctx, vm->names, g->name, r, &existing);
+        if (st != PRT_OK && st != PRT_ERR_INVALID) return st;
+    }
+    if (!vm->opts.poison) return PRT_OK;
+    /* poison lists: the buffers whose last reader is each instruction */
+    vm->poison_start = prt_calloc(ctx, (size_t)p->n_code + 2, sizeof *vm->poison_start);
+    vm->poison_list = prt_calloc(ctx, (size_t)plan->n_bufs + 1, sizeof *vm->poison_list);
+    if (!vm->poison_start || !vm->poison_list) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < plan->n_bufs; b++) vm->poison_start[plan->bufs[b].last + 1]++;
+    for (int pc = 0; pc <= p->n_code; pc++) vm->poison_start[pc + 1] += vm->poison_start[pc];
+    int *fill = prt_calloc(ctx, (size_t)p->n_code + 1, sizeof *fill);
+    if (!fill) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < plan->n_bufs; b++) {
+        int pc = plan->bufs[b].last;
+        vm->poison_list[vm->poison_start[pc] + fill[pc]++] = b;
+    }
+    prt_free(ctx, fill, 0);
+    return PRT_OK;
+}
+
 static prt_status alloc_registers(prt_vm *vm) {
     prt_context *ctx = vm->ctx;
     const prt_program *p = vm->p;
+    if (p->plan && !vm->opts.unplanned) return alloc_planned(vm);
     for (int r = 0; r < p->n_regs; r++) {
         const prt_reg *g = &p->regs[r];
         if (g->kind == PRT_REG_COUNTER) continue;
@@ -125,18 +218,8 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     c->kc.out = c->out;
     c->kc.training = vm->opts.training;
     c->kc.rng_key = prt_hash_str(d->node, ctx->seed);
-    if (s->workspace) {
-        prt_infer_scratch sc;
-        prt_infer_ctx ic;
-        prt_shape *wide = NULL;
-        if (d->n_data_in > PRT_VARIADIC && !(wide = prt_calloc(ctx, (size_t)d->n_data_in, sizeof *wide)))
-            return prt_error(ctx, PRT_ERR_NOMEM, "call '%s': out of memory", d->node);
-        prt_status st = prt_vm_call_infer(ctx, p, d, s, &sc, wide, &ic);
-        if (st == PRT_OK) c->kc.workspace_size = s->workspace(&ic);
-        prt_free(ctx, wide, 0);
-        PRT_CHECK(st);
-        if (c->kc.workspace_size > *workspace) *workspace = c->kc.workspace_size;
-    }
+    PRT_CHECK(prt_vm_call_workspace(ctx, p, k, &c->kc.workspace_size));
+    if (c->kc.workspace_size > *workspace) *workspace = c->kc.workspace_size;
     return PRT_OK;
 }
 
@@ -148,15 +231,20 @@ static prt_status prepare_calls(prt_vm *vm) {
         if (p->k[k].kind == PRT_CONST_INT) vm->kint[k] = p->k[k].i;
         if (p->k[k].kind == PRT_CONST_CALL) PRT_CHECK(setup_call(vm, k, &workspace));
     }
-    /* Calls run one at a time, so one buffer the size of the largest need serves all. */
-    if (workspace > 0) {
+    for (int pc = 0; pc < p->n_code; pc++)
+        if (PRT_VM_RAW_OP(p->code[pc]) == PRT_OP_RECOMPUTE) vm->calls[PRT_VM_RAW_X(p->code[pc])].kc.recompute = true;
+    /* Planned: each call's workspace has its place in the arena. Unplanned: calls
+     * run one at a time, so one buffer the size of the largest need serves all. */
+    bool planned = p->plan && !vm->opts.unplanned;
+    if (workspace > 0 && !planned) {
         PRT_CHECK(vm->dev->iface->alloc(vm->dev, workspace, &vm->workspace));
         vm->workspace_size = workspace;
     }
     for (int k = 0; k < p->n_k; k++) {
         if (p->k[k].kind != PRT_CONST_CALL) continue;
         prt_vm_call *c = &vm->calls[k];
-        if (c->kc.workspace_size > 0) c->kc.workspace = vm->workspace;
+        if (c->kc.workspace_size > 0)
+            c->kc.workspace = planned ? (char *)vm->arena + p->plan->ws_offset[k] : vm->workspace;
         if (!c->kernel->prepare) continue;
         prt_status st = c->kernel->prepare(&c->kc, &c->kc.state);
         if (st != PRT_OK)
@@ -211,6 +299,11 @@ void prt_vm_destroy(prt_vm *vm) {
     if (vm->regs)
         for (int r = 0; r < p->n_regs; r++) prt_tensor_release(ctx, &vm->regs[r]);
     if (vm->workspace) vm->dev->iface->free(vm->dev, vm->workspace);
+    if (vm->persistent) vm->dev->iface->free(vm->dev, vm->persistent);
+    if (vm->grads) vm->dev->iface->free(vm->dev, vm->grads);
+    if (vm->arena) vm->dev->iface->free(vm->dev, vm->arena);
+    prt_free(ctx, vm->poison_start, 0);
+    prt_free(ctx, vm->poison_list, 0);
     prt_strtab_destroy(ctx, vm->names);
     prt_free(ctx, vm->regs, 0);
     prt_free(ctx, vm->ireg, 0);

@@ -41,6 +41,7 @@ static prt_status PRT_VM_LOOP_NAME(prt_vm *vm) {
             vmcase(NOP) {
                 vmbreak;
             }
+            vmcase(RECOMPUTE)
             vmcase(CALL) {
                 prt_vm_call *c = &calls[PRT_VM_GET_BX(i)];
                 c->kc.step = step;

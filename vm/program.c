@@ -3,6 +3,8 @@
  * registry, and freeing it. */
 #include "vm/vm_impl.h"
 
+#include "memory/memory_api.h"
+
 #include <string.h>
 
 prt_status prt_program_new(prt_context *ctx, const char *name, int64_t batch, prt_program **out) {
@@ -43,6 +45,7 @@ void prt_program_destroy(prt_context *ctx, prt_program *p) {
     prt_free(ctx, p->inputs, 0);
     prt_free(ctx, p->outputs, 0);
     prt_free(ctx, p->name, 0);
+    prt_mem_plan_destroy(ctx, p->plan);
     prt_free(ctx, p, sizeof *p);
 }
 
@@ -244,4 +247,20 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
     ic->params = sc->params;
     ic->param_present = sc->present;
     return s->infer(ic);
+}
+
+prt_status prt_vm_call_workspace(prt_context *ctx, const prt_program *p, int k, size_t *bytes) {
+    const prt_call_desc *d = &p->k[k].call;
+    const prt_op_schema *s = prt_op_get(ctx->ops, p->ops[d->op].id);
+    *bytes = 0;
+    if (!s || !s->workspace) return PRT_OK;
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    prt_shape *wide = NULL;
+    if (d->n_data_in > PRT_VARIADIC && !(wide = prt_calloc(ctx, (size_t)d->n_data_in, sizeof *wide)))
+        return prt_error(ctx, PRT_ERR_NOMEM, "call '%s': out of memory", d->node);
+    prt_status st = prt_vm_call_infer(ctx, p, d, s, &sc, wide, &ic);
+    if (st == PRT_OK) *bytes = s->workspace(&ic);
+    prt_free(ctx, wide, 0);
+    return st;
 }

@@ -312,7 +312,8 @@ static prt_status check_instruction(verifier *v, int pc) {
     snprintf(v->where, sizeof v->where, "instruction %d (%s)", pc, prt_vm_op_names[op]);
     if (f->x == PRT_VM_X_CALL && x < (uint32_t)p->n_k && p->k[x].kind == PRT_CONST_CALL &&
         p->k[x].call.node)
-        snprintf(v->where, sizeof v->where, "instruction %d (CALL '%s')", pc, p->k[x].call.node);
+        snprintf(v->where, sizeof v->where, "instruction %d (%s '%s')", pc, prt_vm_op_names[op],
+                 p->k[x].call.node);
 
     if (f->a == PRT_VM_A_UNUSED && a != 0) return fail(v, "unused field A is %u, not 0", a);
     if (f->x == PRT_VM_X_UNUSED && x != 0) return fail(v, "unused field X is %u, not 0", x);

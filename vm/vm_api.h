@@ -21,6 +21,11 @@ typedef struct prt_vm prt_vm;
 typedef struct prt_vm_options {
     bool reference;   /* run the plain C reference kernels instead of the fast paths */
     bool training;    /* training-mode forward (batch-norm batch statistics, dropout) */
+    bool unplanned;   /* ignore the memory plan: one allocation per register and one shared
+                       * workspace (the reference the planned arena is tested against) */
+    bool poison;      /* debug: fill the arena with NaN before each run and every buffer
+                       * with NaN right after its last use, so a plan that reuses memory
+                       * too early changes the results (slow; planned runs only) */
 } prt_vm_options;
 
 /* Compiles the graph (params bound) for a batch size into a verified program that
@@ -53,7 +58,10 @@ int prt_vm_n_outputs(const prt_vm *vm);
 /* Borrowed until prt_vm_destroy. */
 prt_tensor *prt_vm_input(prt_vm *vm, int i);
 const prt_tensor *prt_vm_output(const prt_vm *vm, int i);
-/* Tensor of a named value (params included), or NULL. */
+/* Tensor of a named value (params included), or NULL. With a memory plan only
+ * inputs, outputs, parameters, state and parameter gradients keep their values
+ * after a run: other registers share arena memory (prt_vm_options.unplanned
+ * keeps every register to itself, for tests that inspect intermediates). */
 prt_tensor *prt_vm_find(prt_vm *vm, const char *name);
 
 /* Fills dst (host memory, prt_shape_count(shape) floats) with the initial values

@@ -180,8 +180,17 @@ typedef struct prt_prog_op {
     int id;              /* registry id after prt_program_resolve; -1 before */
 } prt_prog_op;
 
+/* Which part of a training step a call belongs to (reports and plots). */
+typedef enum prt_phase {
+    PRT_PHASE_FORWARD,
+    PRT_PHASE_BACKWARD,
+    PRT_PHASE_UPDATE,
+    PRT_PHASE_COUNT
+} prt_phase;
+
 typedef struct prt_call_desc {
     int op;              /* index into the program's op table */
+    uint8_t phase;       /* prt_phase */
     char *node;          /* owned: node name, for messages and RNG keys */
     int n_data_in;       /* data inputs; present params follow in `in` */
     int n_in;
@@ -221,6 +230,7 @@ struct prt_program {
     int n_inputs;
     int *outputs;        /* owned */
     int n_outputs;
+    struct prt_mem_plan *plan; /* owned: the memory plan (memory/memory_api.h), NULL if none */
 };
 
 /* ---- building programs (vm/program.c) ----------------------------------- */
@@ -256,6 +266,10 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
                              const prt_op_schema *s, prt_infer_scratch *sc, prt_shape *wide,
                              prt_infer_ctx *ic);
 
+/* The workspace bytes the call of constant k needs (its op's workspace query
+ * over the register shapes; 0 when the op has none). */
+prt_status prt_vm_call_workspace(prt_context *ctx, const prt_program *p, int k, size_t *bytes);
+
 /* ---- the interpreter (vm/interp.c) -------------------------------------- */
 
 /* A CALL as the dispatch loop sees it: everything prepared at creation, so a
@@ -280,8 +294,14 @@ struct prt_vm {
     int64_t *ireg;         /* counter values, indexed by register */
     int64_t *kint;         /* integer constants, indexed by constant */
     prt_vm_call *calls;    /* indexed by constant; used for CALL constants only */
-    void *workspace;       /* shared by every call: calls run one at a time */
+    void *workspace;       /* unplanned: shared by every call (calls run one at a time) */
     size_t workspace_size;
+    void *persistent;      /* planned: parameters, running statistics, optimizer state */
+    void *grads;           /* planned: parameter gradients */
+    void *arena;           /* planned: every per-step buffer */
+    size_t arena_size;
+    int *poison_start;     /* opts.poison: per instruction, the range of poison_list to poison after it */
+    int *poison_list;      /* arena buffer indices */
     uint64_t step;         /* runs so far; part of the kernels' RNG counter */
     prt_strtab *names;     /* register name -> index */
 };
