@@ -104,6 +104,26 @@ prt_status prt_graph_add_input(prt_graph *g, const char *name, const prt_shape *
     return PRT_OK;
 }
 
+prt_status prt_graph_set_input_shape(prt_graph *g, int input, const prt_shape *per_sample) {
+    if (input < 0 || input >= g->n_inputs)
+        return prt_error(g->ctx, PRT_ERR_INVALID, "graph '%s' has no input %d", g->name, input);
+    int id = g->inputs[input];
+    if (g->params_bound)
+        return prt_error(g->ctx, PRT_ERR_INVALID,
+                         "input '%s': the shape can change only before the parameters are bound", g->values[id].name);
+    if (per_sample->ndim != g->values[id].shape.ndim)
+        return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s' has %d dimensions, the new shape %d",
+                         g->values[id].name, g->values[id].shape.ndim, per_sample->ndim);
+    int64_t numel;
+    PRT_CHECK(prt_shape_numel(g->ctx, per_sample, &numel));
+    for (int i = 0; i < per_sample->ndim; i++)
+        if (per_sample->d[i] < 1)
+            return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s': dimension %d is %lld, expected >= 1",
+                             g->values[id].name, i, (long long)per_sample->d[i]);
+    g->values[id].shape = *per_sample;
+    return PRT_OK;
+}
+
 prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char *param_path,
                               const int *inputs, int n_inputs, const prt_attr *attrs, prt_loc loc,
                               int *node_id) {

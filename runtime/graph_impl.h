@@ -82,6 +82,9 @@ const char *prt_graph_intern(prt_graph *g, const char *s);
 int prt_graph_find_value(const prt_graph *g, const char *name);
 prt_status prt_graph_add_input(prt_graph *g, const char *name, const prt_shape *per_sample,
                                prt_dtype t, prt_loc loc, int *id);
+/* Replaces the per-sample shape of input number `input` (same rank), before
+ * prt_graph_bind_params: `--input HxW` runs a network at another resolution. */
+prt_status prt_graph_set_input_shape(prt_graph *g, int input, const prt_shape *per_sample);
 /* Adds a node with its data inputs; creates its outputs named `name` (one output)
  * or "name:k". attrs (schema order, n = schema n_attrs) are copied. */
 prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char *param_path,
