@@ -2,10 +2,13 @@
  * first step, computed from the compiled program's instruction order.
  *
  * Registers fall into regions: persistent (parameters, running statistics,
- * optimizer state: live across steps), gradients (the parameters' gradients, one
- * contiguous block in the order backward produces them, so a later allreduce can
- * reduce a bucket in place) and the arena (inputs, activations, backward
- * temporaries and kernel workspaces: everything that lives within one step).
+ * optimizer state: live across steps) and the arena (inputs, activations,
+ * backward temporaries, kernel workspaces and the parameters' gradients:
+ * everything that lives within one step). Gradients are grouped into buckets of
+ * about PRT_MEM_BUCKET_BYTES in the order backward produces them; a bucket is one
+ * contiguous arena buffer, live from its first gradient to the update, so an
+ * allreduce can reduce it in place and, early in backward, the memory of the
+ * gradients not yet computed still serves activations.
  * Liveness gives each arena buffer an interval of instructions [first, last];
  * outputs that may overwrite an input that dies at the same instruction share its
  * buffer (in place); the offset planner then packs the intervals into one arena,
@@ -24,12 +27,14 @@
 /* Every buffer's offset and size is a multiple of this (cuDNN and oneDNN want
  * 64-byte alignment at least; 256 suits every device). */
 #define PRT_MEM_ALIGN 256
+/* Gradient bucket size: a bucket closes once its gradients reach this many bytes. */
+#define PRT_MEM_BUCKET_BYTES ((size_t)25 << 20)
 
 typedef enum prt_mem_region {
     PRT_MEM_NONE,       /* counter registers: no storage */
     PRT_MEM_PERSISTENT, /* parameters, running statistics, optimizer state */
-    PRT_MEM_GRAD,       /* parameter gradients, contiguous in production order */
     PRT_MEM_ARENA,      /* per-step buffers */
+    PRT_MEM_GRAD,       /* parameter gradients: in the arena, inside a bucket */
     PRT_MEM_REGION_COUNT
 } prt_mem_region;
 
@@ -37,7 +42,9 @@ typedef enum prt_mem_region {
 #define PRT_MEM_STRATEGIES(X)                                                                      \
     X(by_size, "largest buffer first, each at the best-fitting free offset")                       \
     X(by_first_use, "in order of first use (ties: larger first), each at the best-fitting offset") \
-    X(by_area, "largest bytes x lifetime first, each at the best-fitting offset")
+    X(by_area, "largest bytes x lifetime first, each at the best-fitting offset")                  \
+    X(by_lifetime, "longest lifetime first (ties: larger first), each at the best-fitting offset") \
+    X(search, "the best order above, improved by swapping pairs of buffers while the arena does not grow (bounded work; only when the best is above the lower bound)")
 
 typedef enum prt_mem_strategy {
 #define X(name, doc) PRT_MEM_##name,
@@ -55,15 +62,17 @@ typedef struct prt_mem_buffer {
     int first;     /* instruction that writes it first (0 for inputs) */
     int last;      /* instruction that reads it last, inclusive (n_code - 1 for outputs and inputs) */
     size_t offset; /* in the arena */
-    int reg;       /* first register of the group; -1 for a workspace */
+    int reg;       /* first register of the group; -1 for a workspace or a bucket */
     int call;      /* workspace: the constant index of its call; -1 otherwise */
+    int bucket;    /* gradient bucket number, -1 otherwise */
 } prt_mem_buffer;
 
 typedef struct prt_mem_plan {
     int n_regs;
     prt_mem_region *reg_region; /* per register */
-    size_t *reg_offset;         /* per register: byte offset in its region */
+    size_t *reg_offset;         /* per register: byte offset in its region (gradients: in the arena) */
     int *reg_buffer;            /* per register: index into bufs, -1 outside the arena */
+    int n_buckets;              /* gradient buckets: bufs with bucket 0, 1, ... in production order */
     int n_k;
     int64_t *ws_offset;         /* per constant: its call's workspace offset in the arena, -1 none */
     int n_bufs;
@@ -76,14 +85,14 @@ typedef struct prt_mem_plan {
     size_t state_bytes;         /* running statistics (persistent, not optimizer state) */
     size_t optimizer_bytes;     /* optimizer state (momentum, Adam's moments) */
     size_t persistent_bytes;    /* the three above, each tensor aligned */
-    size_t grad_bytes;          /* parameter gradients */
+    size_t grad_bytes;          /* parameter gradients (planned in the arena, in buckets) */
     size_t input_bytes;         /* the program's inputs (in the arena) */
     size_t workspace_bytes;     /* the largest single kernel workspace (planned in the arena) */
-    size_t naive_bytes;         /* every per-step tensor its own buffer plus one shared
-                                 * workspace of the largest size: the VM without a plan */
+    size_t naive_bytes;         /* every per-step tensor (gradients included) its own buffer plus
+                                 * one shared workspace of the largest size: the VM without a plan */
     size_t lower_bound_bytes;   /* max over instructions of live arena bytes */
     size_t arena_bytes;         /* the planned arena */
-    size_t total_bytes;         /* persistent + gradients + arena */
+    size_t total_bytes;         /* persistent + arena */
     int n_inplace;              /* outputs placed over an input that dies at their call */
     prt_mem_strategy strategy;  /* the one kept */
     size_t strategy_bytes[PRT_MEM_STRATEGY_COUNT]; /* arena each strategy gave */
@@ -103,7 +112,7 @@ void prt_mem_plan_destroy(prt_context *ctx, prt_mem_plan *plan);
 prt_status prt_mem_plan_validate(prt_context *ctx, const prt_mem_plan *plan);
 
 /* PRT_ERR_LIMIT when plan->total_bytes > limit, with a message saying how much is
- * needed and where the arena peaks ("... needs 10.2 GiB (parameters 363.8 MiB,
+ * needed and where the arena peaks ("... needs 10.2 GiB (parameters ...; arena
  * ...); the arena peaks at instruction 2043 (CALL conv_bwd_data 'b3/conv')"). */
 prt_status prt_mem_plan_check_limit(prt_context *ctx, const prt_program *p, const prt_mem_plan *plan,
                                     size_t limit);
@@ -150,5 +159,8 @@ typedef struct prt_rewrite_stats {
  * its new number. stats may be NULL. */
 prt_status prt_mem_rewrite(prt_graph *g, int n_forward, prt_recompute_mode mode, int *track,
                            prt_rewrite_stats *stats);
+/* The recomputing nodes of g (recompute_of >= 0) and their FLOPs at the graph's
+ * current batch (after prt_vm_compile: the program's batch). */
+prt_status prt_mem_recompute_stats(prt_graph *g, prt_rewrite_stats *out);
 
 #endif

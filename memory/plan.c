@@ -111,8 +111,7 @@ static prt_status classify(planner *pl) {
     return PRT_OK;
 }
 
-/* Persistent and gradient registers: one after another, gradients in the order
- * backward writes them. */
+/* Persistent registers: one after another. */
 static void place_fixed(planner *pl) {
     const prt_program *p = pl->p;
     prt_mem_plan *plan = pl->plan;
@@ -123,25 +122,6 @@ static void place_fixed(planner *pl) {
         off += align_up(pl->reg_bytes[r]);
     }
     plan->persistent_bytes = off;
-    off = 0;
-    for (int pc = 0; pc < p->n_code; pc++) {
-        if (!is_call(p->code[pc])) continue;
-        const prt_call_desc *d = &p->k[PRT_VM_RAW_X(p->code[pc])].call;
-        for (int j = 0; j < d->n_out; j++) {
-            int r = d->out[j];
-            if (plan->reg_region[r] != PRT_MEM_GRAD || pl->first[r] != pc) continue;
-            plan->reg_offset[r] = off;
-            off += align_up(pl->reg_bytes[r]);
-            plan->grad_bytes += pl->reg_bytes[r];
-        }
-    }
-    /* a gradient register nothing writes (cannot happen in a verified program
-     * whose optimizer reads it, but keep every register placed) */
-    for (int r = 0; r < p->n_regs; r++)
-        if (plan->reg_region[r] == PRT_MEM_GRAD && pl->first[r] < 0) {
-            plan->reg_offset[r] = off;
-            off += align_up(pl->reg_bytes[r]);
-        }
 }
 
 /* First write and last read of every register, over the straight-line code. */
@@ -226,6 +206,7 @@ static sort_key strategy_key(const prt_mem_buffer *b, prt_mem_strategy s, int id
     case PRT_MEM_by_size: return (sort_key){-bytes, first, idx};
     case PRT_MEM_by_first_use: return (sort_key){first, -bytes, idx};
     case PRT_MEM_by_area: return (sort_key){-bytes * (double)(b->last - b->first + 1), first, idx};
+    case PRT_MEM_by_lifetime: return (sort_key){-(double)(b->last - b->first), -bytes, idx};
     default: return (sort_key){0, 0, idx};
     }
 }
@@ -272,13 +253,14 @@ static prt_status pack(planner *pl) {
     placed *work = prt_calloc(ctx, (size_t)n + 1, sizeof *work);
     size_t *offs = prt_calloc(ctx, (size_t)n + 1, sizeof *offs);
     size_t *best = prt_calloc(ctx, (size_t)n + 1, sizeof *best);
+    int *best_order = prt_calloc(ctx, (size_t)n + 1, sizeof *best_order);
     prt_status st = PRT_OK;
-    if (!order || !keys || !work || !offs || !best) {
+    if (!order || !keys || !work || !offs || !best || !best_order) {
         st = prt_error(ctx, PRT_ERR_NOMEM, "memory plan: out of memory");
         goto done;
     }
     size_t best_size = SIZE_MAX;
-    for (int s = 0; s < PRT_MEM_STRATEGY_COUNT; s++) {
+    for (int s = 0; s < PRT_MEM_search; s++) {
         for (int i = 0; i < n; i++) keys[i] = strategy_key(&plan->bufs[i], (prt_mem_strategy)s, i);
         qsort(keys, (size_t)n, sizeof *keys, cmp_key);
         for (int i = 0; i < n; i++) order[i] = keys[i].idx;
@@ -288,7 +270,40 @@ static prt_status pack(planner *pl) {
             best_size = size;
             plan->strategy = (prt_mem_strategy)s;
             memcpy(best, offs, (size_t)n * sizeof *offs);
+            memcpy(best_order, order, (size_t)n * sizeof *order);
         }
+    }
+    /* Local search from the best order: swap two positions (a fixed-seed
+     * generator, so plans are reproducible), keep the swap when the arena does
+     * not grow. Each try costs O(n^2), so the tries shrink as graphs grow. */
+    plan->strategy_bytes[PRT_MEM_search] = best_size;
+    if (n > 1 && best_size > plan->lower_bound_bytes) {
+        long tries = (long)(4e7 / ((double)n * (double)n));
+        if (tries > 3000) tries = 3000;
+        uint64_t x = 0x9e3779b97f4a7c15ull;
+        memcpy(order, best_order, (size_t)n * sizeof *order);
+        size_t cur = best_size;
+        for (long t = 0; t < tries && cur > plan->lower_bound_bytes; t++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int i = (int)(x % (uint64_t)n), j = (int)((x >> 32) % (uint64_t)n);
+            if (i == j) continue;
+            int tmp = order[i];
+            order[i] = order[j];
+            order[j] = tmp;
+            size_t size = run_strategy(plan->bufs, n, order, work, offs);
+            if (size <= cur) {
+                cur = size;
+                if (size < best_size) {
+                    best_size = size;
+                    plan->strategy = PRT_MEM_search;
+                    memcpy(best, offs, (size_t)n * sizeof *offs);
+                }
+            } else {
+                order[j] = order[i];
+                order[i] = tmp;
+            }
+        }
+        plan->strategy_bytes[PRT_MEM_search] = best_size;
     }
     for (int i = 0; i < n; i++) plan->bufs[i].offset = best[i];
     plan->arena_bytes = n ? best_size : 0;
@@ -298,6 +313,7 @@ done:
     prt_free(ctx, work, 0);
     prt_free(ctx, offs, 0);
     prt_free(ctx, best, 0);
+    prt_free(ctx, best_order, 0);
     return st;
 }
 
@@ -306,7 +322,7 @@ done:
 static prt_status add_buffer(planner *pl, size_t bytes, int first, int last, int reg, int call, int *cap) {
     prt_mem_plan *plan = pl->plan;
     PRT_CHECK(prt_grow(pl->ctx, (void **)&plan->bufs, cap, plan->n_bufs + 1, sizeof *plan->bufs));
-    plan->bufs[plan->n_bufs++] = (prt_mem_buffer){align_up(bytes ? bytes : 1), first, last, 0, reg, call};
+    plan->bufs[plan->n_bufs++] = (prt_mem_buffer){align_up(bytes ? bytes : 1), first, last, 0, reg, call, -1};
     return PRT_OK;
 }
 
@@ -323,6 +339,34 @@ static prt_status collect_buffers(planner *pl) {
     }
     for (int r = 0; r < p->n_regs; r++)
         if (plan->reg_region[r] == PRT_MEM_ARENA) plan->reg_buffer[r] = plan->reg_buffer[find(pl, r)];
+    /* gradient buckets: gradients in the order backward writes them, reg_offset
+     * for now relative to the bucket; each bucket lives from its first gradient
+     * to the end of the step */
+    int open = -1;
+    size_t fill = 0;
+    for (int pc = 0; pc < p->n_code; pc++) {
+        if (!is_call(p->code[pc])) continue;
+        const prt_call_desc *d = &p->k[PRT_VM_RAW_X(p->code[pc])].call;
+        for (int j = 0; j < d->n_out; j++) {
+            int r = d->out[j];
+            if (plan->reg_region[r] != PRT_MEM_GRAD || pl->first[r] != pc || plan->reg_buffer[r] >= 0) continue;
+            if (open < 0 || fill >= PRT_MEM_BUCKET_BYTES) {
+                open = plan->n_bufs;
+                fill = 0;
+                PRT_CHECK(add_buffer(pl, 0, pc, p->n_code - 1, -1, -1, &cap));
+                plan->bufs[open].bucket = plan->n_buckets++;
+            }
+            plan->reg_buffer[r] = open;
+            plan->reg_offset[r] = fill;
+            fill += align_up(pl->reg_bytes[r]);
+            plan->bufs[open].bytes = fill;
+            plan->grad_bytes += pl->reg_bytes[r];
+        }
+    }
+    for (int r = 0; r < p->n_regs; r++)
+        if (plan->reg_region[r] == PRT_MEM_GRAD && plan->reg_buffer[r] < 0)
+            return prt_error(pl->ctx, PRT_ERR_INTERNAL, "memory plan: gradient '%s' is never written",
+                             p->regs[r].name);
     /* workspaces: live only while their call runs */
     for (int k = 0; k < p->n_k; k++) plan->ws_offset[k] = -1;
     for (int pc = 0; pc < p->n_code; pc++) {
@@ -416,8 +460,10 @@ prt_status prt_mem_plan_build(prt_context *ctx, const prt_program *p, prt_mem_pl
         const prt_mem_buffer *bf = &plan->bufs[b];
         if (bf->call >= 0) plan->ws_offset[bf->call] = (int64_t)bf->offset;
     }
-    for (int r = 0; r < p->n_regs; r++)
+    for (int r = 0; r < p->n_regs; r++) {
         if (plan->reg_region[r] == PRT_MEM_ARENA) plan->reg_offset[r] = plan->bufs[plan->reg_buffer[r]].offset;
+        if (plan->reg_region[r] == PRT_MEM_GRAD) plan->reg_offset[r] += plan->bufs[plan->reg_buffer[r]].offset;
+    }
     /* the naive layout: one buffer per per-step tensor and one shared workspace */
     for (int r = 0; r < p->n_regs; r++)
         if (plan->reg_region[r] == PRT_MEM_ARENA || plan->reg_region[r] == PRT_MEM_GRAD) {
@@ -425,12 +471,7 @@ prt_status prt_mem_plan_build(prt_context *ctx, const prt_program *p, prt_mem_pl
             if (p->regs[r].kind == PRT_REG_INPUT) plan->input_bytes += pl.reg_bytes[r];
         }
     plan->naive_bytes += plan->workspace_bytes;
-    {
-        size_t g = 0;
-        for (int r = 0; r < p->n_regs; r++)
-            if (plan->reg_region[r] == PRT_MEM_GRAD) g += align_up(pl.reg_bytes[r]);
-        plan->total_bytes = plan->persistent_bytes + g + plan->arena_bytes;
-    }
+    plan->total_bytes = plan->persistent_bytes + plan->arena_bytes;
     plan->plan_seconds = prt_now() - t0;
     *out = plan;
     plan = NULL;
@@ -528,6 +569,8 @@ const char *prt_mem_buffer_name(const prt_program *p, const prt_mem_plan *plan, 
     const prt_mem_buffer *x = &plan->bufs[b];
     if (x->reg >= 0) {
         snprintf(buf, cap, "%s", p->regs[x->reg].name);
+    } else if (x->bucket >= 0) {
+        snprintf(buf, cap, "gradient bucket %d", x->bucket);
     } else {
         const prt_call_desc *d = &p->k[x->call].call;
         snprintf(buf, cap, "workspace of '%s' (%s)", d->node, p->ops[d->op].name);
@@ -550,13 +593,13 @@ prt_status prt_mem_plan_check_limit(prt_context *ctx, const prt_program *p, cons
     }
     return prt_error(ctx, PRT_ERR_LIMIT,
                      "program '%s' needs %s but the memory limit is %s (parameters, running statistics and "
-                     "optimizer state %s, of which optimizer state %s; gradients %s; arena %s); the arena peaks "
-                     "at instruction %d%s with %s live",
+                     "optimizer state %s, of which optimizer state %s; arena %s, of which gradients %s); the arena "
+                     "peaks at instruction %d%s with %s live",
                      p->name, prt_mem_format_bytes(plan->total_bytes, t, sizeof t),
                      prt_mem_format_bytes(limit, l, sizeof l),
                      prt_mem_format_bytes(plan->persistent_bytes, pa, sizeof pa),
                      prt_mem_format_bytes(plan->optimizer_bytes, op, sizeof op),
-                     prt_mem_format_bytes(plan->grad_bytes, gr, sizeof gr),
-                     prt_mem_format_bytes(plan->arena_bytes, ar, sizeof ar), pc, where,
+                     prt_mem_format_bytes(plan->arena_bytes, ar, sizeof ar),
+                     prt_mem_format_bytes(plan->grad_bytes, gr, sizeof gr), pc, where,
                      prt_mem_format_bytes(plan->lower_bound_bytes, pk, sizeof pk));
 }

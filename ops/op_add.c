@@ -88,4 +88,5 @@ const prt_op_schema prt_op_add = {
     .ref = {.run = add_ref},
     .fast = {.run = add_fast},
     .grad = add_grad,
+    .cheap = true,
 };

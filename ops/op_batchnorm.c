@@ -308,4 +308,5 @@ const prt_op_schema prt_op_batchnorm = {
     .ref = {.run = bn_ref},
     .fast = {.prepare = bn_prepare, .run = bn_fast, .release = bn_release},
     .grad = bn_grad,
+    .cheap = true,
 };

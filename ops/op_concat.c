@@ -162,4 +162,5 @@ const prt_op_schema prt_op_concat = {
     .ref = {.run = concat_ref},
     .fast = {.run = concat_fast},
     .grad = concat_grad,
+    .cheap = true,
 };

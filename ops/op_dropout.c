@@ -103,4 +103,5 @@ const prt_op_schema prt_op_dropout = {
     .ref = {.run = dropout_ref},
     .fast = {.run = dropout_fast},
     .grad = dropout_grad,
+    .cheap = true,
 };

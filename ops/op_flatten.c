@@ -63,4 +63,5 @@ const prt_op_schema prt_op_flatten = {
     .ref = {.run = flatten_ref},
     .fast = {.run = flatten_fast},
     .grad = flatten_grad,
+    .cheap = true,
 };

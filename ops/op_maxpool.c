@@ -36,4 +36,5 @@ const prt_op_schema prt_op_maxpool = {
     .ref = {.run = maxpool_ref},
     .fast = {.prepare = maxpool_prepare, .run = prt_pool_fast_run, .release = prt_pool_fast_release},
     .grad = maxpool_grad,
+    .cheap = true,
 };

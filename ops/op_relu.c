@@ -49,4 +49,5 @@ const prt_op_schema prt_op_relu = {
     .ref = {.run = relu_ref},
     .fast = {.run = relu_fast},
     .grad = relu_grad,
+    .cheap = true,
 };

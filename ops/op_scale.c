@@ -57,4 +57,5 @@ const prt_op_schema prt_op_scale = {
     .ref = {.run = scale_ref},
     .fast = {.run = scale_fast},
     .grad = scale_grad,
+    .cheap = true,
 };

@@ -150,6 +150,11 @@ typedef struct prt_op_schema {
     /* the kernel updates some of its inputs in place (optimizer updates, running
      * statistics) and may have no outputs; the verifier allows it to write params and state */
     bool updates_inputs;
+    /* ---- memory planning (appended) ---- */
+    /* memory-bound and free of side effects when re-run (a RECOMPUTE call skips
+     * state updates): backward may recompute its output from kept values instead
+     * of keeping it (memory/rewrite.c, mode `cheap`) */
+    bool cheap;
 } prt_op_schema;
 
 /* ---- gradient builders ------------------------------------------------ */

@@ -104,26 +104,6 @@ prt_status prt_graph_add_input(prt_graph *g, const char *name, const prt_shape *
     return PRT_OK;
 }
 
-prt_status prt_graph_set_input_shape(prt_graph *g, int input, const prt_shape *per_sample) {
-    if (input < 0 || input >= g->n_inputs)
-        return prt_error(g->ctx, PRT_ERR_INVALID, "graph '%s' has no input %d", g->name, input);
-    int id = g->inputs[input];
-    if (g->params_bound)
-        return prt_error(g->ctx, PRT_ERR_INVALID,
-                         "input '%s': the shape can change only before the parameters are bound", g->values[id].name);
-    if (per_sample->ndim != g->values[id].shape.ndim)
-        return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s' has %d dimensions, the new shape %d",
-                         g->values[id].name, g->values[id].shape.ndim, per_sample->ndim);
-    int64_t numel;
-    PRT_CHECK(prt_shape_numel(g->ctx, per_sample, &numel));
-    for (int i = 0; i < per_sample->ndim; i++)
-        if (per_sample->d[i] < 1)
-            return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s': dimension %d is %lld, expected >= 1",
-                             g->values[id].name, i, (long long)per_sample->d[i]);
-    g->values[id].shape = *per_sample;
-    return PRT_OK;
-}
-
 prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char *param_path,
                               const int *inputs, int n_inputs, const prt_attr *attrs, prt_loc loc,
                               int *node_id) {
@@ -349,4 +329,100 @@ prt_status prt_graph_stats_get(prt_graph *g, prt_graph_stats *out) {
         out->flops += s->flops(&ic);
     }
     return PRT_OK;
+}
+
+prt_status prt_graph_reorder(prt_graph *g, const int *order, int *map) {
+    prt_context *ctx = g->ctx;
+    int n = g->n_nodes;
+    int *inv = prt_calloc(ctx, (size_t)n + 1, sizeof *inv);
+    prt_node *nodes = prt_calloc(ctx, (size_t)n + 1, sizeof *nodes);
+    prt_status st = PRT_OK;
+    if (!inv || !nodes) {
+        st = prt_error(ctx, PRT_ERR_NOMEM, "graph '%s': out of memory", g->name);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) inv[i] = -1;
+    for (int i = 0; i < n; i++) {
+        if (order[i] < 0 || order[i] >= n || inv[order[i]] >= 0) {
+            st = prt_error(ctx, PRT_ERR_INTERNAL, "graph '%s': node order is not a permutation", g->name);
+            goto done;
+        }
+        inv[order[i]] = i;
+    }
+    /* every input must be produced earlier in the new order */
+    for (int i = 0; i < n; i++) {
+        const prt_node *nd = &g->nodes[order[i]];
+        for (int j = 0; j < nd->n_in; j++) {
+            int pr = g->values[nd->in[j]].producer;
+            if (pr >= 0 && inv[pr] >= i) {
+                st = prt_error(ctx, PRT_ERR_INTERNAL, "graph '%s': reordering puts '%s' before the producer of its input",
+                               g->name, nd->name);
+                goto done;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        nodes[i] = g->nodes[order[i]];
+        if (nodes[i].recompute_of >= 0) nodes[i].recompute_of = inv[nodes[i].recompute_of];
+        for (int k = 0; k < nodes[i].n_out; k++) g->values[nodes[i].out[k]].producer = i;
+    }
+    memcpy(g->nodes, nodes, (size_t)n * sizeof *nodes);
+    if (map) memcpy(map, inv, (size_t)n * sizeof *map);
+done:
+    prt_free(ctx, inv, 0);
+    prt_free(ctx, nodes, 0);
+    return st;
+}
+
+/* Re-infers every node at batch 1 and checks that each bound parameter keeps
+ * its shape; the first that would change is reported. */
+static prt_status reinfer_params(prt_graph *g, const char *input) {
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    g->batch = 1;
+    for (int n = 0; n < g->n_nodes; n++) {
+        PRT_CHECK(infer_node(g, n, &sc, &ic));
+        const prt_node *nd = &g->nodes[n];
+        int k = nd->n_data_in;
+        for (int p = 0; p < PRT_MAX_OP_PARAMS && p < ic.n_params; p++) {
+            if (!((nd->param_mask >> p) & 1u)) continue;
+            const prt_value *v = &g->values[nd->in[k++]];
+            if (prt_shape_eq(&v->shape, &sc.params[p])) continue;
+            char a[160], b[160];
+            prt_shape_str(&v->shape, a, sizeof a);
+            prt_shape_str(&sc.params[p], b, sizeof b);
+            return prt_error(g->ctx, PRT_ERR_SHAPE,
+                             "input '%s': at this size parameter '%s' would change its shape from %s to %s", input,
+                             v->name, a, b);
+        }
+    }
+    return PRT_OK;
+}
+
+prt_status prt_graph_set_input_shape(prt_graph *g, int input, const prt_shape *per_sample) {
+    if (input < 0 || input >= g->n_inputs)
+        return prt_error(g->ctx, PRT_ERR_INVALID, "graph '%s' has no input %d", g->name, input);
+    int id = g->inputs[input];
+    const char *name = g->values[id].name;
+    if (per_sample->ndim != g->values[id].shape.ndim)
+        return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s' has %d dimensions, the new shape %d", name,
+                         g->values[id].shape.ndim, per_sample->ndim);
+    int64_t numel;
+    PRT_CHECK(prt_shape_numel(g->ctx, per_sample, &numel));
+    for (int i = 0; i < per_sample->ndim; i++)
+        if (per_sample->d[i] < 1)
+            return prt_error(g->ctx, PRT_ERR_SHAPE, "input '%s': dimension %d is %lld, expected >= 1", name, i,
+                             (long long)per_sample->d[i]);
+    prt_shape old = g->values[id].shape;
+    g->values[id].shape = *per_sample;
+    if (!g->params_bound) return PRT_OK;
+    prt_status st = reinfer_params(g, name);
+    if (st != PRT_OK) {
+        /* back to the shapes that held, keeping the message */
+        g->values[id].shape = old;
+        prt_infer_scratch sc;
+        prt_infer_ctx ic;
+        for (int n = 0; n < g->n_nodes; n++) (void)infer_node(g, n, &sc, &ic);
+    }
+    return st;
 }

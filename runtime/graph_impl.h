@@ -82,8 +82,11 @@ const char *prt_graph_intern(prt_graph *g, const char *s);
 int prt_graph_find_value(const prt_graph *g, const char *name);
 prt_status prt_graph_add_input(prt_graph *g, const char *name, const prt_shape *per_sample,
                                prt_dtype t, prt_loc loc, int *id);
-/* Replaces the per-sample shape of input number `input` (same rank), before
- * prt_graph_bind_params: `--input HxW` runs a network at another resolution. */
+/* Replaces the per-sample shape of input number `input` (same rank), so that
+ * `--input HxW` runs a network at another resolution. With parameters bound,
+ * every node is inferred again at batch 1 and a size that would change a
+ * parameter's shape (or that a layer rejects) is an error, leaving the graph as
+ * it was. */
 prt_status prt_graph_set_input_shape(prt_graph *g, int input, const prt_shape *per_sample);
 /* Adds a node with its data inputs; creates its outputs named `name` (one output)
  * or "name:k". attrs (schema order, n = schema n_attrs) are copied. */
@@ -97,6 +100,10 @@ prt_status prt_graph_set_outputs(prt_graph *g, const int *ids, int n);
 prt_status prt_graph_add_persistent(prt_graph *g, const char *name, prt_value_kind kind, const prt_shape *shape,
                                     prt_dtype t, prt_init_kind init, prt_loc loc, int *id);
 prt_status prt_graph_bind_params(prt_graph *g);
+/* Renumbers the nodes: new node i is old node order[i] (a permutation that keeps
+ * every producer before its readers; checked). Producers and recompute_of follow;
+ * map (may be NULL, n_nodes entries) gets old id -> new id. */
+prt_status prt_graph_reorder(prt_graph *g, const int *order, int *map);
 prt_status prt_graph_infer(prt_graph *g, int64_t batch);
 /* Infers the output shapes of node n alone, at the graph's current batch (for
  * nodes appended after inference, such as gradient nodes). */

@@ -104,30 +104,22 @@ static prt_status init_param(prt_vm *vm, int r) {
     return st;
 }
 
-/* Points every register into the three blocks of the plan: persistent state,
- * gradients and the arena (zeroed, so a run never sees stale memory). */
+/* Points every register into the two blocks of the plan: persistent state and
+ * the arena (zeroed, so a run never sees stale memory). */
 static prt_status alloc_planned(prt_vm *vm) {
     prt_context *ctx = vm->ctx;
     const prt_program *p = vm->p;
     const prt_mem_plan *plan = p->plan;
     prt_device *dev = vm->dev;
-    size_t grad = 0;
-    for (int r = 0; r < p->n_regs; r++)
-        if (plan->reg_region[r] == PRT_MEM_GRAD) {
-            size_t b;
-            PRT_CHECK(prt_shape_nbytes(ctx, &p->regs[r].shape, p->regs[r].dtype, &b));
-            b = (b + PRT_MEM_ALIGN - 1) / PRT_MEM_ALIGN * PRT_MEM_ALIGN;
-            if (plan->reg_offset[r] + b > grad) grad = plan->reg_offset[r] + b;
-        }
-    size_t sizes[3] = {plan->persistent_bytes, grad, plan->arena_bytes};
-    void **blocks[3] = {&vm->persistent, &vm->grads, &vm->arena};
-    for (int i = 0; i < 3; i++) {
+    size_t sizes[2] = {plan->persistent_bytes, plan->arena_bytes};
+    void **blocks[2] = {&vm->persistent, &vm->arena};
+    for (int i = 0; i < 2; i++) {
         if (sizes[i] == 0) continue;
         prt_status st = dev->iface->alloc(dev, sizes[i], blocks[i]);
         if (st != PRT_OK) {
             char b[32];
             return prt_error_prefix(ctx, st, "program '%s': allocating the %s of %s", p->name,
-                                    i == 0 ? "parameters and state" : i == 1 ? "gradients" : "arena",
+                                    i == 0 ? "parameters and state" : "arena",
                                     prt_mem_format_bytes(sizes[i], b, sizeof b));
         }
         if (i > 0) PRT_CHECK(dev->iface->fill_f32(dev, *blocks[i], 0.0f, sizes[i] / 4, NULL));
@@ -136,7 +128,7 @@ static prt_status alloc_planned(prt_vm *vm) {
     for (int r = 0; r < p->n_regs; r++) {
         const prt_reg *g = &p->regs[r];
         char *base = plan->reg_region[r] == PRT_MEM_PERSISTENT ? vm->persistent
-                     : plan->reg_region[r] == PRT_MEM_GRAD     ? vm->grads
+                     : plan->reg_region[r] == PRT_MEM_GRAD     ? vm->arena
                      : plan->reg_region[r] == PRT_MEM_ARENA    ? vm->arena
                                                                : NULL;
         if (!base) continue;
@@ -300,7 +292,6 @@ void prt_vm_destroy(prt_vm *vm) {
         for (int r = 0; r < p->n_regs; r++) prt_tensor_release(ctx, &vm->regs[r]);
     if (vm->workspace) vm->dev->iface->free(vm->dev, vm->workspace);
     if (vm->persistent) vm->dev->iface->free(vm->dev, vm->persistent);
-    if (vm->grads) vm->dev->iface->free(vm->dev, vm->grads);
     if (vm->arena) vm->dev->iface->free(vm->dev, vm->arena);
     prt_free(ctx, vm->poison_start, 0);
     prt_free(ctx, vm->poison_list, 0);

@@ -297,7 +297,6 @@ struct prt_vm {
     void *workspace;       /* unplanned: shared by every call (calls run one at a time) */
     size_t workspace_size;
     void *persistent;      /* planned: parameters, running statistics, optimizer state */
-    void *grads;           /* planned: parameter gradients */
     void *arena;           /* planned: every per-step buffer */
     size_t arena_size;
     int *poison_start;     /* opts.poison: per instruction, the range of poison_list to poison after it */
