@@ -94,6 +94,7 @@ typedef struct prt_mem_plan {
     size_t arena_bytes;         /* the planned arena */
     size_t total_bytes;         /* persistent + arena */
     int n_inplace;              /* outputs placed over an input that dies at their call */
+    int n_views;                /* inputs placed inside their op's output (concat slices) */
     prt_mem_strategy strategy;  /* the one kept */
     size_t strategy_bytes[PRT_MEM_STRATEGY_COUNT]; /* arena each strategy gave */
     double plan_seconds;

@@ -38,7 +38,8 @@ typedef struct planner {
     prt_mem_plan *plan;
     size_t *reg_bytes;  /* exact bytes per register */
     int *first, *last;  /* per register: live interval (arena registers) */
-    int *group;         /* per register: union-find parent for in-place sharing */
+    int *group;         /* per register: union-find parent for in-place sharing and views */
+    size_t *sub;        /* per register: byte offset inside its group's buffer */
     bool *is_output;
 } planner;
 
@@ -159,11 +160,14 @@ static void liveness(planner *pl) {
 /* An output may take over the memory of the op's in-place input when that input
  * (with everything already sharing its memory) is read for the last time by this
  * very call and has the same size. */
-static void inplace(planner *pl) {
+static prt_status views_at(planner *pl, int pc);
+
+static prt_status inplace(planner *pl) {
     const prt_program *p = pl->p;
     prt_mem_plan *plan = pl->plan;
     for (int pc = 0; pc < p->n_code; pc++) {
         if (!is_call(p->code[pc])) continue;
+        PRT_CHECK(views_at(pl, pc));
         const prt_call_desc *d = &p->k[PRT_VM_RAW_X(p->code[pc])].call;
         const prt_op_schema *s = call_schema(pl, d);
         if (!s || s->inplace_in < 0 || s->inplace_in >= d->n_data_in || d->n_out < 1) continue;
@@ -174,9 +178,49 @@ static void inplace(planner *pl) {
         if (pl->last[gx] != pc || pl->first[y] != pc || find(pl, y) != y) continue;
         /* the group's interval is kept in its root */
         pl->group[y] = gx;
+        pl->sub[y] = pl->sub[x];
         if (pl->last[y] > pl->last[gx]) pl->last[gx] = pl->last[y];
         plan->n_inplace++;
     }
+    return PRT_OK;
+}
+
+/* Moves group a (a root) into group b (a root) at byte offset `at`. */
+static void merge_at(planner *pl, int a, int b, size_t at) {
+    for (int r = 0; r < pl->p->n_regs; r++)
+        if (pl->plan->reg_region[r] == PRT_MEM_ARENA && find(pl, r) == a) pl->sub[r] += at;
+    pl->group[a] = b;
+    if (pl->first[a] < pl->first[b]) pl->first[b] = pl->first[a];
+    if (pl->last[a] > pl->last[b]) pl->last[b] = pl->last[a];
+}
+
+/* Inputs that are contiguous slices of their op's output (schema input_views)
+ * are placed inside it, each with everything sharing its memory. */
+static prt_status views_at(planner *pl, int pc) {
+    const prt_program *p = pl->p;
+    prt_mem_plan *plan = pl->plan;
+    const prt_call_desc *d = &p->k[PRT_VM_RAW_X(p->code[pc])].call;
+    const prt_op_schema *s = call_schema(pl, d);
+    if (!s || !s->input_views || d->n_out < 1 || d->n_data_in > PRT_VARIADIC) return PRT_OK;
+    int y = d->out[0];
+    if (plan->reg_region[y] != PRT_MEM_ARENA || find(pl, y) != y) return PRT_OK;
+    prt_infer_scratch sc;
+    prt_infer_ctx ic;
+    PRT_CHECK(prt_vm_call_infer(pl->ctx, p, d, s, &sc, NULL, &ic));
+    int64_t offs[PRT_VARIADIC];
+    if (!s->input_views(&ic, offs)) return PRT_OK;
+    size_t esize = prt_dtype_size(p->regs[y].dtype);
+    for (int k = 0; k < d->n_data_in; k++) {
+        int x = d->in[k], rx = find(pl, x);
+        if (plan->reg_region[x] != PRT_MEM_ARENA || p->regs[x].kind != PRT_REG_ACT || rx == find(pl, y)) continue;
+        if (pl->sub[x] != 0 || pl->reg_bytes[rx] != pl->reg_bytes[x] || p->regs[x].dtype != p->regs[y].dtype) continue;
+        bool twice = false;
+        for (int j = 0; j < d->n_data_in; j++) twice |= j != k && find(pl, d->in[j]) == rx;
+        if (twice) continue;
+        merge_at(pl, rx, find(pl, y), (size_t)offs[k] * esize);
+        plan->n_views++;
+    }
+    return PRT_OK;
 }
 
 /* ---- offset strategies ------------------------------------------------------- */
@@ -443,16 +487,17 @@ prt_status prt_mem_plan_build(prt_context *ctx, const prt_program *p, prt_mem_pl
     pl.first = prt_calloc(ctx, nr, sizeof *pl.first);
     pl.last = prt_calloc(ctx, nr, sizeof *pl.last);
     pl.group = prt_calloc(ctx, nr, sizeof *pl.group);
+    pl.sub = prt_calloc(ctx, nr, sizeof *pl.sub);
     pl.is_output = prt_calloc(ctx, nr, sizeof *pl.is_output);
     if (!plan->reg_region || !plan->reg_offset || !plan->reg_buffer || !plan->ws_offset || !plan->live ||
-        !pl.reg_bytes || !pl.first || !pl.last || !pl.group || !pl.is_output) {
+        !pl.reg_bytes || !pl.first || !pl.last || !pl.group || !pl.sub || !pl.is_output) {
         st = prt_error(ctx, PRT_ERR_NOMEM, "memory plan: out of memory");
         goto done;
     }
     PRT_CHECK_GOTO(classify(&pl), st, done);
     liveness(&pl);
     place_fixed(&pl);
-    inplace(&pl);
+    PRT_CHECK_GOTO(inplace(&pl), st, done);
     PRT_CHECK_GOTO(collect_buffers(&pl), st, done);
     PRT_CHECK_GOTO(live_curve(&pl), st, done);
     PRT_CHECK_GOTO(pack(&pl), st, done);
@@ -461,7 +506,8 @@ prt_status prt_mem_plan_build(prt_context *ctx, const prt_program *p, prt_mem_pl
         if (bf->call >= 0) plan->ws_offset[bf->call] = (int64_t)bf->offset;
     }
     for (int r = 0; r < p->n_regs; r++) {
-        if (plan->reg_region[r] == PRT_MEM_ARENA) plan->reg_offset[r] = plan->bufs[plan->reg_buffer[r]].offset;
+        if (plan->reg_region[r] == PRT_MEM_ARENA)
+            plan->reg_offset[r] = plan->bufs[plan->reg_buffer[r]].offset + pl.sub[r];
         if (plan->reg_region[r] == PRT_MEM_GRAD) plan->reg_offset[r] += plan->bufs[plan->reg_buffer[r]].offset;
     }
     /* the naive layout: one buffer per per-step tensor and one shared workspace */
@@ -481,6 +527,7 @@ done:
     prt_free(ctx, pl.first, 0);
     prt_free(ctx, pl.last, 0);
     prt_free(ctx, pl.group, 0);
+    prt_free(ctx, pl.sub, 0);
     prt_free(ctx, pl.is_output, 0);
     return st;
 }

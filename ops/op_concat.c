@@ -78,6 +78,22 @@ static prt_status concat_grad(prt_grad_ctx *gc) {
 
 static int64_t concat_flops(const prt_infer_ctx *ic) { return 0; }
 
+/* With only size-1 dims before the axis, input k is the contiguous run of the
+ * output that starts after inputs 0..k-1. */
+static bool concat_input_views(const prt_infer_ctx *ic, int64_t *elem_offsets) {
+    const prt_shape *s = &ic->out[0];
+    int axis = concat_axis(ic->attrs, s->ndim);
+    if (axis < 0) return false;
+    for (int i = 0; i < axis; i++)
+        if (s->d[i] != 1) return false;
+    int64_t off = 0;
+    for (int k = 0; k < ic->n_in; k++) {
+        elem_offsets[k] = off;
+        off += prt_shape_count(&ic->in[k]);
+    }
+    return true;
+}
+
 /* outer: product of the dims before the axis; each input contributes a run of
  * d[axis]*inner contiguous elements per outer index */
 static void concat_geometry(const prt_kernel_call *c, int *axis, int64_t *outer, int64_t *inner) {
@@ -100,6 +116,10 @@ static prt_status concat_ref(const prt_kernel_call *c) {
     for (int k = 0; k < c->n_in; k++) {
         const float *x = PRT_F32P(c->in[k]);
         int64_t run = c->in[k]->shape.d[axis] * inner;
+        if (outer == 1 && x == y + at) { /* planned as a view: already in place */
+            at += run;
+            continue;
+        }
         for (int64_t o = 0; o < outer; o++)
             for (int64_t i = 0; i < run; i++) y[o * out_run + at + i] = x[o * run + i];
         at += run;
@@ -122,7 +142,9 @@ static void concat_range(void *arg, int64_t lo, int64_t hi) {
         int64_t o = t / c->n_in;
         int k = (int)(t % c->n_in);
         int64_t run = c->in[k]->shape.d[a->axis] * a->inner;
-        memcpy(a->y + o * a->out_run + a->at[k], PRT_F32P(c->in[k]) + o * run, (size_t)run * sizeof(float));
+        float *dst = a->y + o * a->out_run + a->at[k];
+        const float *src = PRT_F32P(c->in[k]) + o * run;
+        if (dst != src) memcpy(dst, src, (size_t)run * sizeof(float)); /* equal: planned as a view */
     }
 }
 
@@ -163,4 +185,5 @@ const prt_op_schema prt_op_concat = {
     .fast = {.run = concat_fast},
     .grad = concat_grad,
     .cheap = true,
+    .input_views = concat_input_views,
 };

@@ -155,6 +155,12 @@ typedef struct prt_op_schema {
      * state updates): backward may recompute its output from kept values instead
      * of keeping it (memory/rewrite.c, mode `cheap`) */
     bool cheap;
+    /* optional: true when, for these shapes, every data input is one contiguous
+     * slice of output 0, input k starting elem_offsets[k] elements in (concat
+     * with nothing but size-1 dims before its axis). The planner then places the
+     * inputs there, so the producers write straight into the output, and the
+     * kernel must skip copying a slice onto itself. */
+    bool (*input_views)(const prt_infer_ctx *ic, int64_t *elem_offsets);
 } prt_op_schema;
 
 /* ---- gradient builders ------------------------------------------------ */
