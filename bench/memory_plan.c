@@ -6,6 +6,7 @@
  *
  *     build/bench/memory_plan examples/fashion-cnn.yaml:64 examples/polynet.yaml:32:331
  *     build/bench/memory_plan --markdown "machine" "date" NET.yaml:BATCH[:SIZE]...
+ *     build/bench/memory_plan --ablation NET.yaml:BATCH[:SIZE]   # what each part saves
  */
 #include "memory/memory_api.h"
 #include "ops/train_impl.h"
@@ -24,8 +25,30 @@ static void die(prt_context *ctx, const char *what) {
 static double gib(size_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
 
 /* mode < 0: forward only */
+static void ablation(prt_context *ctx, const prt_program *p, const char *what) {
+    static const struct {
+        const char *name;
+        prt_mem_plan_options o;
+    } rows[] = {
+        {"everything", {0}},
+        {"without in-place", {.no_inplace = true}},
+        {"without concat views", {.no_views = true}},
+        {"without gradient buckets (one block)", {.no_buckets = true}},
+        {"none of the three", {true, true, true}},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        prt_mem_plan *pl;
+        if (prt_mem_plan_build_opts(ctx, p, &rows[i].o, &pl) != PRT_OK) die(ctx, "plan");
+        if (prt_mem_plan_validate(ctx, pl) != PRT_OK) die(ctx, "validate");
+        printf("  %-9s %-38s arena %7.3f GiB  total %7.3f GiB  (bound %.3f, %d in place, %d views)\n", what,
+               rows[i].name, gib(pl->arena_bytes), gib(pl->total_bytes), gib(pl->lower_bound_bytes), pl->n_inplace,
+               pl->n_views);
+        prt_mem_plan_destroy(ctx, pl);
+    }
+}
+
 static void one(prt_context *ctx, const char *path, int64_t batch, int64_t size, int mode, bool md,
-                const char *machine, const char *date) {
+                const char *machine, const char *date, bool abl) {
     prt_graph *g;
     if (prt_graph_load_yaml(ctx, path, &g) != PRT_OK) die(ctx, path);
     if (size > 0) {
@@ -73,6 +96,7 @@ static void one(prt_context *ctx, const char *path, int64_t batch, int64_t size,
                gib(pl->arena_bytes), ratio, gib(pl->total_bytes), extra, 1e3 * pl->plan_seconds,
                prt_mem_strategy_name(pl->strategy), 1e3 * (t2 - t0));
     (void)t1;
+    if (abl) ablation(ctx, p, what);
     if (getenv("PRT_PEAK_DUMP") && mode == atoi(getenv("PRT_PEAK_DUMP"))) {
         int pc = pl->peak_pc;
         const prt_call_desc *d = &p->k[PRT_VM_RAW_X(p->code[pc])].call;
@@ -103,7 +127,7 @@ static void one(prt_context *ctx, const char *path, int64_t batch, int64_t size,
 }
 
 int main(int argc, char **argv) {
-    bool md = false;
+    bool md = false, abl = false;
     const char *machine = "", *date = "";
     int i = 1;
     if (argc > 3 && strcmp(argv[1], "--markdown") == 0) {
@@ -111,6 +135,9 @@ int main(int argc, char **argv) {
         machine = argv[2];
         date = argv[3];
         i = 4;
+    } else if (argc > 2 && strcmp(argv[1], "--ablation") == 0) {
+        abl = true;
+        i = 2;
     }
     if (i >= argc) {
         fprintf(stderr, "usage: memory_plan [--markdown MACHINE DATE] NET.yaml:BATCH[:SIZE]...\n");
@@ -132,8 +159,8 @@ int main(int argc, char **argv) {
             char *c2 = strchr(c + 1, ':');
             if (c2) size = atoll(c2 + 1);
         }
-        one(ctx, path, batch, size, -1, md, machine, date);
-        for (int m = 0; m < PRT_RECOMPUTE_MODE_COUNT; m++) one(ctx, path, batch, size, m, md, machine, date);
+        one(ctx, path, batch, size, -1, md, machine, date, abl);
+        for (int m = 0; m < PRT_RECOMPUTE_MODE_COUNT; m++) one(ctx, path, batch, size, m, md, machine, date, abl);
     }
     prt_context_destroy(ctx);
     return 0;

@@ -100,11 +100,21 @@ typedef struct prt_mem_plan {
     double plan_seconds;
 } prt_mem_plan;
 
+/* What the planner may do; prt_mem_plan_build uses all of it. Switching parts
+ * off measures what each is worth (bench/memory_plan --ablation). */
+typedef struct prt_mem_plan_options {
+    bool no_inplace;      /* every output its own buffer */
+    bool no_views;        /* concat inputs not placed inside the output */
+    bool no_buckets;      /* all gradients in one block live for the whole step */
+} prt_mem_plan_options;
+
 /* Plans a verified, straight-line program (CALLs, NOPs and one HALT; a program with
  * jumps or loops is refused with PRT_ERR_UNSUPPORTED: nothing we compile has them).
  * Workspace sizes come from each op's workspace query. Caller frees with
  * prt_mem_plan_destroy. */
 prt_status prt_mem_plan_build(prt_context *ctx, const prt_program *p, prt_mem_plan **out);
+prt_status prt_mem_plan_build_opts(prt_context *ctx, const prt_program *p, const prt_mem_plan_options *o,
+                                   prt_mem_plan **out);
 void prt_mem_plan_destroy(prt_context *ctx, prt_mem_plan *plan);
 
 /* Checks that every arena buffer lies inside the arena and that no two buffers

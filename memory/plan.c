@@ -34,6 +34,7 @@ void prt_mem_plan_destroy(prt_context *ctx, prt_mem_plan *plan) {
 
 typedef struct planner {
     prt_context *ctx;
+    prt_mem_plan_options o;
     const prt_program *p;
     prt_mem_plan *plan;
     size_t *reg_bytes;  /* exact bytes per register */
@@ -167,7 +168,8 @@ static prt_status inplace(planner *pl) {
     prt_mem_plan *plan = pl->plan;
     for (int pc = 0; pc < p->n_code; pc++) {
         if (!is_call(p->code[pc])) continue;
-        PRT_CHECK(views_at(pl, pc));
+        if (!pl->o.no_views) PRT_CHECK(views_at(pl, pc));
+        if (pl->o.no_inplace) continue;
         const prt_call_desc *d = &p->k[PRT_VM_RAW_X(p->code[pc])].call;
         const prt_op_schema *s = call_schema(pl, d);
         if (!s || s->inplace_in < 0 || s->inplace_in >= d->n_data_in || d->n_out < 1) continue;
@@ -394,10 +396,10 @@ static prt_status collect_buffers(planner *pl) {
         for (int j = 0; j < d->n_out; j++) {
             int r = d->out[j];
             if (plan->reg_region[r] != PRT_MEM_GRAD || pl->first[r] != pc || plan->reg_buffer[r] >= 0) continue;
-            if (open < 0 || fill >= PRT_MEM_BUCKET_BYTES) {
+            if (open < 0 || (fill >= PRT_MEM_BUCKET_BYTES && !pl->o.no_buckets)) {
                 open = plan->n_bufs;
                 fill = 0;
-                PRT_CHECK(add_buffer(pl, 0, pc, p->n_code - 1, -1, -1, &cap));
+                PRT_CHECK(add_buffer(pl, 0, pl->o.no_buckets ? 0 : pc, p->n_code - 1, -1, -1, &cap));
                 plan->bufs[open].bucket = plan->n_buckets++;
             }
             plan->reg_buffer[r] = open;
@@ -467,12 +469,17 @@ static prt_status check_straight_line(prt_context *ctx, const prt_program *p) {
 }
 
 prt_status prt_mem_plan_build(prt_context *ctx, const prt_program *p, prt_mem_plan **out) {
+    return prt_mem_plan_build_opts(ctx, p, &(prt_mem_plan_options){0}, out);
+}
+
+prt_status prt_mem_plan_build_opts(prt_context *ctx, const prt_program *p, const prt_mem_plan_options *o,
+                                   prt_mem_plan **out) {
     *out = NULL;
     double t0 = prt_now();
     PRT_CHECK(check_straight_line(ctx, p));
     prt_status st = PRT_OK;
     prt_mem_plan *plan = prt_calloc(ctx, 1, sizeof *plan);
-    planner pl = {.ctx = ctx, .p = p, .plan = plan};
+    planner pl = {.ctx = ctx, .o = *o, .p = p, .plan = plan};
     size_t nr = (size_t)p->n_regs + 1;
     if (!plan) return prt_error(ctx, PRT_ERR_NOMEM, "memory plan: out of memory");
     plan->n_regs = p->n_regs;
