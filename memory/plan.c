@@ -520,10 +520,10 @@ prt_status prt_mem_plan_build_opts(prt_context *ctx, const prt_program *p, const
     /* the naive layout: one buffer per per-step tensor and one shared workspace */
     for (int r = 0; r < p->n_regs; r++)
         if (plan->reg_region[r] == PRT_MEM_ARENA || plan->reg_region[r] == PRT_MEM_GRAD) {
-            plan->naive_bytes += pl.reg_bytes[r];
+            plan->naive_bytes += align_up(pl.reg_bytes[r]);
             if (p->regs[r].kind == PRT_REG_INPUT) plan->input_bytes += pl.reg_bytes[r];
         }
-    plan->naive_bytes += plan->workspace_bytes;
+    plan->naive_bytes += align_up(plan->workspace_bytes);
     plan->total_bytes = plan->persistent_bytes + plan->arena_bytes;
     plan->plan_seconds = prt_now() - t0;
     *out = plan;

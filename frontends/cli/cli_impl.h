@@ -3,6 +3,7 @@
 #define PARROTS_CLI_IMPL_H
 
 #include "frontends/data_api.h"
+#include "memory/memory_api.h"
 #include "vm/vm_api.h"
 
 /* Exit codes: 0 success, 1 runtime failure, 2 bad usage or input. */
@@ -31,6 +32,46 @@ int cli_fail(const char *cmd, prt_context *ctx, prt_status st);
 prt_status cli_context(bool verbose, prt_context **out);
 /* Loads the network named on the command line. */
 prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
+
+/* ---- memory: cmd_plan.c ------------------------------------------------------ */
+
+/* --memory-limit SIZE: NULL gives 0 (no limit); a malformed SIZE prints the
+ * problem and returns CLI_USAGE. */
+int cli_parse_memory_limit(const char *cmd, const char *text, size_t *out);
+/* --recompute MODE (none, cheap, segments); NULL gives `dflt`. CLI_USAGE on an
+ * unknown name, after printing it. */
+int cli_parse_recompute(const char *cmd, const char *text, prt_recompute_mode dflt, prt_recompute_mode *out);
+/* Checks a compiled program's memory plan against a limit (0: none). When it does
+ * not fit, prints "parrots CMD: <the planner's message>" and returns CLI_FAIL: the
+ * network is fine but the machine is too small, a runtime failure like running
+ * out of memory (cli_fail would map PRT_ERR_LIMIT to 2). CLI_OK otherwise. */
+int cli_memory_check(const char *cmd, prt_context *ctx, const prt_program *p, size_t limit);
+/* One line summarising a compiled program's plan for commands that then run it:
+ * "1.23 GiB planned (arena 800.00 MiB, ...)", with the recompute rewrite's cost
+ * when g is a rewritten training graph (mode none: no recompute part). */
+prt_status cli_memory_summary(prt_graph *g, const prt_program *p, bool train, prt_recompute_mode mode, char *buf,
+                              size_t cap);
+
+/* The solver of a training step: defaults, the file's `solver:` section, then
+ * epochs and batch when >= 0, then `--set solver.KEY=VALUE` overrides in order;
+ * checked (cmd_train.c). */
+struct prt_solver;
+prt_status cli_make_solver(prt_context *ctx, const prt_graph *g, long long epochs, long long batch,
+                           const char *const *sets, int n_sets, struct prt_solver *out);
+
+/* The live arena bytes of a plan over the instruction sequence, for the picture. */
+typedef struct cli_memory_curve {
+    const char *title;
+    int n;                        /* instructions */
+    const size_t *live;           /* per instruction: arena bytes live while it runs */
+    const unsigned char *phase;   /* per instruction: prt_phase (0 forward, 1 backward, 2 update) */
+    const bool *recompute;        /* per instruction: a RECOMPUTE (drawn as a tick); may be NULL */
+    size_t arena_bytes;           /* the planned arena: a horizontal line */
+    int peak_pc;                  /* marked */
+} cli_memory_curve;
+
+/* Writes the memory curve as SVG or PNG, like cli_plot_write (plot.c). */
+prt_status cli_plot_memory_write(prt_context *ctx, const char *path, const cli_memory_curve *m);
 
 /* ---- training output: progress.c, plot.c ---------------------------------- */
 
@@ -135,5 +176,6 @@ int cli_disasm(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_plan(int argc, char **argv);
 
 #endif

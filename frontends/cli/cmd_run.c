@@ -61,7 +61,7 @@ static void summarise(const prt_tensor *t, const char *name) {
 int cli_run(int argc, char **argv) {
     bool verbose = false, reference = false;
     long long batch = 1, iters = 10, warmup = 2, seed = 0;
-    const char *input = NULL;
+    const char *input = NULL, *memory_limit = NULL;
     const cli_opt opts[] = {
         {"--batch", CLI_INT, "N", "batch size (default 1)", &batch},
         {"--iters", CLI_INT, "K", "timed forward passes (default 10)", &iters},
@@ -69,12 +69,18 @@ int cli_run(int argc, char **argv) {
         {"--input", CLI_STRING, "FILE", "raw float32 input batch (default: random normal data)", &input},
         {"--seed", CLI_INT, "S", "seed of parameters and random input (default 0x5eed)", &seed},
         {"--reference", CLI_FLAG, NULL, "use the plain C reference kernels (slow; for checking)", &reference},
+        {"--memory-limit", CLI_STRING, "SIZE",
+         "fail before running when the plan needs more (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
+         &memory_limit},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
         {0},
     };
     const char *pos[1];
-    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] NET.yaml", opts, argc, argv, pos, 1, 1);
+    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] NET.yaml", opts, argc,
+                       argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
+    size_t limit;
+    if ((rc = cli_parse_memory_limit("run", memory_limit, &limit)) != CLI_OK) return rc;
     if (batch < 1 || iters < 1) {
         fprintf(stderr, "parrots run: --batch and --iters must be at least 1\n");
         return CLI_USAGE;
@@ -90,12 +96,17 @@ int cli_run(int argc, char **argv) {
     prt_vm *vm = NULL;
     double *times = calloc((size_t)iters, sizeof *times);
     prt_vm_options vo = {.reference = reference};
+    bool over_limit = false;
     if (!times) {
         s = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
         goto done;
     }
     PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
     PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
+    if (cli_memory_check("run", ctx, p, limit) != CLI_OK) {
+        over_limit = true;
+        goto done;
+    }
     PRT_CHECK_GOTO(prt_vm_create(ctx, p, prt_cpu_device(ctx), &vo, &vm), s, done);
     for (int i = 0; i < prt_vm_n_inputs(vm); i++) {
         prt_tensor *x = prt_vm_input(vm, i);
@@ -119,7 +130,7 @@ int cli_run(int argc, char **argv) {
     printf("time      median %.3f ms, min %.3f ms per batch of %lld over %lld passes; %.1f images/s\n", 1e3 * med,
            1e3 * times[0], batch, iters, (double)batch / med);
 done:
-    rc = s == PRT_OK ? CLI_OK : cli_fail("run", ctx, s);
+    rc = over_limit ? CLI_FAIL : s == PRT_OK ? CLI_OK : cli_fail("run", ctx, s);
     free(times);
     prt_vm_destroy(vm);
     prt_program_destroy(ctx, p);

@@ -15,17 +15,20 @@
 #define MAX_SETS 64
 
 typedef struct train_args {
-    const char *net, *data, *metrics, *plot, *save;
+    const char *net, *data, *metrics, *plot, *save, *memory_limit, *recompute;
     long long epochs, batch, seed, threads, log_every, train_limit, test_limit, crop_pad;
     bool augment, no_augment, quiet, verbose;
     const char *sets[MAX_SETS];
     int n_sets;
+    size_t limit;               /* --memory-limit in bytes, 0: none */
+    prt_recompute_mode mode;    /* --recompute */
 } train_args;
 
 static const char usage_line[] =
     "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
-    "[--crop-pad P] [--train-limit N] [--test-limit M] [--quiet]";
+    "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute none|cheap|segments] [--memory-limit SIZE] "
+    "[--quiet]";
 
 /* --set may repeat, which cli_parse's options do not: take them out first. */
 static int take_sets(train_args *a, int argc, char **argv, char **rest, int *n_rest) {
@@ -53,28 +56,28 @@ static int take_sets(train_args *a, int argc, char **argv, char **rest, int *n_r
     return CLI_OK;
 }
 
-/* The solver: defaults, the file's section, then the command line in order. */
-static prt_status make_solver(prt_context *ctx, const prt_graph *g, const train_args *a, prt_solver *s) {
+prt_status cli_make_solver(prt_context *ctx, const prt_graph *g, long long epochs, long long batch,
+                           const char *const *sets, int n_sets, prt_solver *s) {
     char num[32];
     prt_solver_defaults(s);
     if (g->solver) *s = *g->solver;
-    if (a->epochs >= 0) {
-        snprintf(num, sizeof num, "%lld", a->epochs);
+    if (epochs >= 0) {
+        snprintf(num, sizeof num, "%lld", epochs);
         PRT_CHECK(prt_solver_set(ctx, s, "epochs", num));
     }
-    if (a->batch >= 0) {
-        snprintf(num, sizeof num, "%lld", a->batch);
+    if (batch >= 0) {
+        snprintf(num, sizeof num, "%lld", batch);
         PRT_CHECK(prt_solver_set(ctx, s, "batch", num));
     }
-    for (int k = 0; k < a->n_sets; k++) {
-        const char *eq = strchr(a->sets[k], '=');
-        if (!eq || eq == a->sets[k])
+    for (int k = 0; k < n_sets; k++) {
+        const char *eq = strchr(sets[k], '=');
+        if (!eq || eq == sets[k])
             return prt_error(ctx, PRT_ERR_USAGE, "--set '%s': expected solver.KEY=VALUE (such as solver.lr=0.05)",
-                             a->sets[k]);
+                             sets[k]);
         char key[128];
-        size_t n = (size_t)(eq - a->sets[k]);
+        size_t n = (size_t)(eq - sets[k]);
         if (n >= sizeof key) n = sizeof key - 1;
-        memcpy(key, a->sets[k], n);
+        memcpy(key, sets[k], n);
         key[n] = '\0';
         PRT_CHECK(prt_solver_set(ctx, s, key, eq + 1));
     }
@@ -109,6 +112,7 @@ typedef struct trainer {
     int64_t spe;
     double final_acc;
     int64_t epochs_done;
+    bool over_limit;            /* the plan did not fit --memory-limit (reported already) */
 } trainer;
 
 static prt_status setup(trainer *t) {
@@ -116,7 +120,7 @@ static prt_status setup(trainer *t) {
     const train_args *a = &t->a;
     if (a->plot) PRT_CHECK(cli_plot_check(ctx, a->plot));
     PRT_CHECK(cli_load(ctx, a->net, &t->g));
-    PRT_CHECK(make_solver(ctx, t->g, a, &t->solver));
+    PRT_CHECK(cli_make_solver(ctx, t->g, a->epochs, a->batch, a->sets, a->n_sets, &t->solver));
     PRT_CHECK(cli_dataset_open(ctx, a->data, "train", a->train_limit, &t->train));
     PRT_CHECK(cli_dataset_open(ctx, a->data, "test", a->test_limit, &t->test));
     PRT_CHECK(cli_check_data(ctx, t->g, a->data, t->train));
@@ -137,7 +141,14 @@ static prt_status setup(trainer *t) {
     PRT_CHECK(prt_loader_create(ctx, t->train, &o, &t->ld));
     t->spe = prt_loader_batches_per_epoch(t->ld);
     PRT_CHECK(prt_train_build(t->g, &t->solver, t->spe, &t->ti));
+    PRT_CHECK(prt_mem_rewrite(t->g, t->g->n_forward, a->mode, &t->ti.update_node, NULL));
     PRT_CHECK(prt_vm_compile(t->g, t->solver.batch, &t->p));
+    if (cli_memory_check("train", ctx, t->p, a->limit) != CLI_OK) {
+        t->over_limit = true;
+        return PRT_ERR_LIMIT;
+    }
+    char mem[512];
+    if (!a->quiet) PRT_CHECK(cli_memory_summary(t->g, t->p, true, a->mode, mem, sizeof mem));
     prt_vm_options vo = {.training = true};
     PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
     PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
@@ -157,6 +168,7 @@ static prt_status setup(trainer *t) {
                 t->solver.epochs == 1 ? "" : "s", sv,
                 aug, (unsigned long long)ctx->seed,
                 ctx->num_threads > 0 ? (long)ctx->num_threads : sysconf(_SC_NPROCESSORS_ONLN));
+        fprintf(stderr, "memory: %s\n", mem);
     }
     PRT_CHECK(cli_progress_init(&t->pr, ctx, a->metrics, a->quiet, t->solver.epochs, t->spe, a->log_every));
     t->pr_open = true;
@@ -250,6 +262,12 @@ int cli_train(int argc, char **argv) {
          &a->crop_pad},
         {"--train-limit", CLI_INT, "N", "train on the first N training samples only", &a->train_limit},
         {"--test-limit", CLI_INT, "M", "test on the first M test samples only", &a->test_limit},
+        {"--recompute", CLI_STRING, "MODE",
+         "what backward recomputes instead of keeping: none, cheap (default: batch norm, ReLU and other cheap "
+         "outputs, no convolution) or segments (also whole segments; see docs/memory.md)", &a->recompute},
+        {"--memory-limit", CLI_STRING, "SIZE",
+         "fail before training when the planned step needs more (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
+         &a->memory_limit},
         {"--quiet", CLI_FLAG, NULL, "no progress output; epoch summaries only", &a->quiet},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &a->verbose},
         {0},
@@ -270,6 +288,9 @@ int cli_train(int argc, char **argv) {
         fprintf(stderr, "parrots train: --augment and --no-augment contradict each other\n");
         return CLI_USAGE;
     }
+    if ((rc = cli_parse_memory_limit("train", a->memory_limit, &a->limit)) != CLI_OK ||
+        (rc = cli_parse_recompute("train", a->recompute, PRT_RECOMPUTE_cheap, &a->mode)) != CLI_OK)
+        return rc;
     prt_context_options co = {.struct_size = sizeof co,
                               .log_level = a->verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
                               .seed = (uint64_t)a->seed,
@@ -299,7 +320,7 @@ int cli_train(int argc, char **argv) {
            t.epochs_done == 1 ? "" : "s", prt_now() - t0, t.final_acc);
 done:
     if (t.pr_open) cli_progress_break(&t.pr);
-    rc = diverged ? CLI_FAIL : s == PRT_OK ? CLI_OK : cli_fail("train", t.ctx, s);
+    rc = diverged || t.over_limit ? CLI_FAIL : s == PRT_OK ? CLI_OK : cli_fail("train", t.ctx, s);
     trainer_close(&t);
     prt_context_destroy(t.ctx);
     return rc;

@@ -16,6 +16,7 @@ static const cli_command commands[] = {
     {"run", cli_run, "run a network forward on a batch and time it"},
     {"train", cli_train, "train a network on a dataset (Fashion-MNIST by default)"},
     {"eval", cli_eval, "measure the test accuracy of trained weights"},
+    {"plan", cli_plan, "plan the memory of a forward pass or training step without running it"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -1,5 +1,6 @@
 /* `parrots train --plot FILE`: the loss and accuracy curves as a picture, SVG or
- * PNG by the file name. Both come from one drawing routine over a tiny canvas
+ * PNG by the file name; `parrots plan --plot FILE`: live memory over the
+ * instructions of a step. Each figure is one drawing routine over a tiny canvas
  * interface: the SVG canvas writes elements; the raster canvas draws
  * anti-aliased lines and markers and a built-in 5x8 bitmap font into an RGB
  * buffer, which is encoded as PNG with zlib (no image library needed). */
@@ -459,6 +460,151 @@ static void draw(canvas *c, const cli_curves *cv) {
     free(ex);
 }
 
+/* ---- the memory figure ------------------------------------------------------ */
+
+static const char *const mem_phase_names[] = {"forward", "backward", "update"};
+static const uint32_t mem_phase_fill[] = {0xeaf2fb, 0xfdf0e2, 0xe6f4e6};
+
+/* The text's width in pixels, about: SVG at 14 px, the bitmap font at scale 2. */
+static double text_width(const char *s) { return 12.0 * (double)strlen(s); }
+
+static void draw_memory(canvas *c, const void *arg) {
+    const cli_memory_curve *m = arg;
+    const uint32_t ink = 0x333333, grid = 0xe6e6e6, line = 0x1f77b4, area = 0xb9d3ea, limit = 0xd62728,
+                   recomp = 0xe8710a, none = 0xffffffffu;
+    char b[96];
+    c->rect(c, 0, 0, W, H, 0xffffff, none);
+    c->text(c, W / 2.0, 34, m->title ? m->title : "memory", 3, ANCHOR_MIDDLE, false, 0x000000);
+    int n = m->n > 0 ? m->n : 1;
+    size_t most = m->arena_bytes;
+    bool any_recompute = false;
+    for (int i = 0; i < m->n; i++) {
+        if (m->live[i] > most) most = m->live[i];
+        if (m->recompute && m->recompute[i]) any_recompute = true;
+    }
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    double unit = 1;
+    while (u < 4 && (double)most >= unit * 1024.0) unit *= 1024.0, u++;
+    axis xa = nice_axis(0, n, 8, false);
+    if (xa.step < 1) xa.step = 1;
+    xa.lo = 0, xa.hi = n;
+    axis ya = nice_axis(0, (double)most / unit * 1.08, 6, true);
+    ya.lo = 0;
+    panel p = {100, 92, 1070, 392, xa, ya};
+    double pw = p.right - p.left, ph = p.bottom - p.top;
+
+    /* legend: one row under the title */
+    double lx = p.left;
+    c->rect(c, lx, 52, 24, 12, area, line);
+    c->text(c, lx + 30, 63, "live arena bytes", 2, ANCHOR_START, false, ink);
+    lx += 30 + text_width("live arena bytes") + 24;
+    c->line(c, lx, 58, lx + 24, 58, 2, limit, true);
+    c->text(c, lx + 30, 63, "planned arena", 2, ANCHOR_START, false, ink);
+    lx += 30 + text_width("planned arena") + 24;
+    if (any_recompute) {
+        c->line(c, lx + 12, 52, lx + 12, 64, 2, recomp, false);
+        c->text(c, lx + 30, 63, "recompute instruction", 2, ANCHOR_START, false, ink);
+    }
+
+    /* phase bands, separators between them */
+    c->rect(c, p.left, p.top, pw, ph, 0xffffff, none);
+    bool wide[3] = {false, false, false}, labelled[3] = {false, false, false};
+    for (int pass = 0; pass < 2; pass++)
+        for (int s = 0; s < m->n;) {
+            int e = s, ph_ = m->phase[s] < 3 ? m->phase[s] : 0;
+            while (e + 1 < m->n && m->phase[e + 1] == m->phase[s]) e++;
+            double x0 = px_x(&p, s), x1 = px_x(&p, e + 1);
+            const char *name = mem_phase_names[ph_];
+            if (pass == 0) {
+                c->rect(c, x0, p.top, x1 - x0, ph, mem_phase_fill[ph_], none);
+                if (s > 0) c->line(c, x0, p.top, x0, p.bottom, 1, 0x999999, true);
+                if (x1 - x0 >= text_width(name) + 8) wide[ph_] = true;
+            } else if (x1 - x0 >= text_width(name) + 8) {
+                c->text(c, (x0 + x1) / 2, p.top + 20, name, 2, ANCHOR_MIDDLE, false, 0x555555);
+            } else if (!wide[ph_] && !labelled[ph_]) {
+                /* a narrow phase (the one update call): labelled on a second row beside its band */
+                labelled[ph_] = true;
+                if (x1 + text_width(name) + 4 <= p.right)
+                    c->text(c, x1 + 4, p.top + 40, name, 2, ANCHOR_START, false, 0x555555);
+                else
+                    c->text(c, x0 - 4, p.top + 40, name, 2, ANCHOR_END, false, 0x555555);
+            }
+            s = e + 1;
+        }
+
+    /* grid and ticks */
+    for (double v = 0; v <= ya.hi + ya.step * 1e-6; v += ya.step) {
+        double y = px_y(&p, v);
+        c->line(c, p.left, y, p.right, y, 1, grid, false);
+        tick_label(b, sizeof b, v, ya.step);
+        c->text(c, p.left - 8, y + 7, b, 2, ANCHOR_END, false, ink);
+    }
+    for (double v = 0; v <= xa.hi + xa.step * 1e-6; v += xa.step) {
+        double x = px_x(&p, v);
+        c->line(c, x, p.bottom, x, p.bottom + 5, 1, ink, false);
+        tick_label(b, sizeof b, v, xa.step);
+        c->text(c, x, p.bottom + 24, b, 2, ANCHOR_MIDDLE, false, ink);
+    }
+
+    /* the live bytes: per pixel column the most bytes live at any of its
+     * instructions (so no peak disappears), drawn as a filled step curve */
+    c->clip(c, p.left, p.top - 2, pw, ph + 4);
+    int cols = (int)pw;
+    double prev_y = p.bottom;
+    for (int j = 0; j < cols && m->n > 0;) {
+        size_t v = 0;
+        int k = j;
+        for (; k < cols; k++) {
+            int i0 = (int)((double)k * n / cols), i1 = (int)((double)(k + 1) * n / cols - 1e-9);
+            if (i1 < i0) i1 = i0;
+            if (i1 >= m->n) i1 = m->n - 1;
+            size_t mx = 0;
+            for (int i = i0; i <= i1; i++)
+                if (m->live[i] > mx) mx = m->live[i];
+            if (k == j) v = mx;
+            else if (mx != v) break;
+        }
+        double x0 = p.left + j, x1 = p.left + k, y = px_y(&p, (double)v / unit);
+        c->rect(c, x0, y, x1 - x0, p.bottom - y, area, none);
+        c->line(c, x0, prev_y, x0, y, 1.5, line, false);
+        c->line(c, x0, y, x1, y, 1.5, line, false);
+        prev_y = y;
+        j = k;
+    }
+    /* RECOMPUTE instructions: ticks along the bottom, one per pixel column */
+    if (any_recompute) {
+        int last = -1;
+        for (int i = 0; i < m->n; i++) {
+            if (!m->recompute[i]) continue;
+            int x = (int)px_x(&p, i + 0.5);
+            if (x == last) continue;
+            last = x;
+            c->line(c, x, p.bottom - 10, x, p.bottom, 1.5, recomp, false);
+        }
+    }
+    c->clip(c, 0, 0, 0, 0);
+
+    /* the planned arena and the peak */
+    char sz[32];
+    double ya_arena = px_y(&p, (double)m->arena_bytes / unit);
+    c->line(c, p.left, ya_arena, p.right, ya_arena, 2, limit, true);
+    snprintf(b, sizeof b, "planned arena %.2f %s", (double)m->arena_bytes / unit, units[u]);
+    c->text(c, p.left + 6, ya_arena + 20, b, 2, ANCHOR_START, false, limit);
+    if (m->peak_pc >= 0 && m->peak_pc < m->n) {
+        double x = px_x(&p, m->peak_pc + 0.5), y = px_y(&p, (double)m->live[m->peak_pc] / unit);
+        c->dot(c, x, y, 4, 0x000000);
+        snprintf(sz, sizeof sz, "%.2f %s", (double)m->live[m->peak_pc] / unit, units[u]);
+        snprintf(b, sizeof b, "peak: instruction %d, %s", m->peak_pc, sz);
+        bool right = x + 10 + text_width(b) <= p.right;
+        c->text(c, right ? x + 8 : x - 8, y + 20, b, 2, right ? ANCHOR_START : ANCHOR_END, false, 0x000000);
+    }
+    c->rect(c, p.left, p.top, pw, ph, none, ink);
+    c->text(c, (p.left + p.right) / 2, p.bottom + 52, "instruction", 2, ANCHOR_MIDDLE, false, ink);
+    snprintf(b, sizeof b, "live arena (%s)", units[u]);
+    c->text(c, p.left - 70, (p.top + p.bottom) / 2, b, 2, ANCHOR_MIDDLE, true, ink);
+}
+
 /* ---- output ---------------------------------------------------------------- */
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -525,7 +671,11 @@ prt_status cli_plot_check(prt_context *ctx, const char *path) {
     return PRT_OK;
 }
 
-prt_status cli_plot_write(prt_context *ctx, const char *path, const cli_curves *cv) {
+static void draw_curves(canvas *c, const void *arg) { draw(c, arg); }
+
+/* Draws a figure into a temporary file next to path, then renames it over path. */
+static prt_status write_figure(prt_context *ctx, const char *path, void (*figure)(canvas *c, const void *arg),
+                               const void *arg) {
     bool png = ends_with(path, ".png");
     PRT_CHECK(cli_plot_check(ctx, path));
     size_t plen = strlen(path);
@@ -556,7 +706,7 @@ prt_status cli_plot_write(prt_context *ctx, const char *path, const cli_curves *
             goto done;
         }
         memset(c.px, 0xff, 3 * (size_t)W * H);
-        draw(&c, cv);
+        figure(&c, arg);
         st = write_png(ctx, path, f, c.px, W, H);
     } else {
         c = (canvas){.line = svg_line, .rect = svg_rect, .dot = svg_dot, .text = svg_text, .clip = svg_clip,
@@ -566,7 +716,7 @@ prt_status cli_plot_write(prt_context *ctx, const char *path, const cli_curves *
                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                 "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n",
                 W, H, W, H);
-        draw(&c, cv);
+        figure(&c, arg);
         fputs("</svg>\n", f);
     }
     if (st == PRT_OK && (fflush(f) != 0 || ferror(f)))
@@ -580,4 +730,12 @@ done:
     free(c.px);
     free(tmp);
     return st;
+}
+
+prt_status cli_plot_write(prt_context *ctx, const char *path, const cli_curves *cv) {
+    return write_figure(ctx, path, draw_curves, cv);
+}
+
+prt_status cli_plot_memory_write(prt_context *ctx, const char *path, const cli_memory_curve *m) {
+    return write_figure(ctx, path, draw_memory, m);
 }
