@@ -132,10 +132,12 @@ prt_status prt_mem_plan_check_limit(prt_context *ctx, const prt_program *p, cons
  * "workspace of '<node>' (<op>)", written to buf. */
 const char *prt_mem_buffer_name(const prt_program *p, const prt_mem_plan *plan, int b, char *buf, size_t cap);
 
-/* Parses a byte count with an optional binary or decimal unit: "8GiB", "512MiB",
- * "1.5GB", "4096" (bytes). false on anything else or on overflow. */
+/* Parses a byte count: decimal digits with an optional fraction, then an
+ * optional unit, binary (K/KiB, M/MiB, G/GiB, T/TiB) or decimal (KB, MB, GB, TB),
+ * or B: "8GiB", "512MiB", "1.5GB", "4096". false on anything else (signs, spaces,
+ * hex, exponents) or on overflow. */
 bool prt_mem_parse_bytes(const char *s, size_t *out);
-/* "1.50 GiB", "512.0 MiB", "100 B" into buf. */
+/* "1.50 GiB", "512.00 MiB", "100 B" into buf. */
 const char *prt_mem_format_bytes(size_t bytes, char *buf, size_t cap);
 
 /* ---- memory-saving rewrites of a training graph (memory/rewrite.c) ------ */

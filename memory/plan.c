@@ -605,10 +605,21 @@ bool prt_mem_parse_bytes(const char *s, size_t *out) {
         {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6}, {"G", 1073741824.0}, {"GiB", 1073741824.0},
         {"GB", 1e9},    {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
     };
-    if (!s || !*s) return false;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || !(v >= 0)) return false;
+    if (!s) return false;
+    /* digits [. digits]: strtod would also take signs, spaces, hex and exponents */
+    const char *end = s;
+    while (*end >= '0' && *end <= '9') end++;
+    if (end == s) return false;
+    if (*end == '.') {
+        const char *frac = ++end;
+        while (*end >= '0' && *end <= '9') end++;
+        if (end == frac) return false;
+    }
+    char num[64];
+    if ((size_t)(end - s) >= sizeof num) return false;
+    memcpy(num, s, (size_t)(end - s));
+    num[end - s] = '\0';
+    double v = strtod(num, NULL);
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(end, units[i].name) != 0) continue;
         double b = v * units[i].mult;

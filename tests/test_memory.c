@@ -622,7 +622,8 @@ START_TEST(test_parse_bytes) {
         ck_assert_msg(got == ok[i].want, "'%s': %zu, expected %zu", ok[i].s, got, ok[i].want);
     }
     static const char *const bad[] = {"",    "GiB", "-1",  "-1GiB", "8 GiB", "8GiB ",       "8GiBs", "8XB",
-                                      "8Gi", "abc", "nan", "inf",   "1e30",  "20000000TiB", "8GiB8"};
+                                      "8Gi", "abc", "nan", "inf",   "1e30",  "20000000TiB", "8GiB8",
+                                      " 8GiB", "+8GiB", "0x10", "0x1p4K", "-0", "1.", ".5", "1e3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t got = 12345;
         ck_assert_msg(!prt_mem_parse_bytes(bad[i], &got), "'%s' accepted as %zu", bad[i], got);
