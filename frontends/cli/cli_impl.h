@@ -4,6 +4,7 @@
 
 #include "frontends/data_api.h"
 #include "memory/memory_api.h"
+#include "ops/train_impl.h"
 #include "vm/vm_api.h"
 
 /* Exit codes: 0 success, 1 runtime failure, 2 bad usage or input. */
@@ -38,9 +39,29 @@ prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
 /* --memory-limit SIZE: NULL gives 0 (no limit); a malformed SIZE prints the
  * problem and returns CLI_USAGE. */
 int cli_parse_memory_limit(const char *cmd, const char *text, size_t *out);
-/* --recompute MODE (none, cheap, segments); NULL gives `dflt`. CLI_USAGE on an
- * unknown name, after printing it. */
-int cli_parse_recompute(const char *cmd, const char *text, prt_recompute_mode dflt, prt_recompute_mode *out);
+/* --recompute MODE: auto (CLI_RECOMPUTE_AUTO) or a prt_recompute_mode (none,
+ * cheap, segments); NULL gives `dflt`. CLI_USAGE on an unknown name, after
+ * printing it. */
+#define CLI_RECOMPUTE_AUTO (-1)
+int cli_parse_recompute(const char *cmd, const char *text, int dflt, int *out);
+
+/* A training step compiled under a recompute mode. auto builds `none`, then,
+ * when that does not fit `limit` (0: no limit) or when no limit is given,
+ * `cheap`, and keeps `cheap` if it fits where `none` does not or, without a
+ * limit, if it needs at most CLI_AUTO_KEEP of `none`'s total; with a limit,
+ * `segments` is tried last. `make` returns a fresh graph with its parameters
+ * bound each time it is called. */
+#define CLI_AUTO_KEEP 0.75
+typedef prt_status (*cli_graph_maker)(void *user, prt_graph **out);
+typedef struct cli_train_program {
+    prt_graph *g;
+    prt_program *p;
+    prt_train_info ti;
+    prt_recompute_mode mode; /* the one built */
+} cli_train_program;
+prt_status cli_build_training(prt_context *ctx, cli_graph_maker make, void *user, const struct prt_solver *s,
+                              int64_t steps_per_epoch, int64_t batch, int want, size_t limit, cli_train_program *out);
+void cli_train_program_free(prt_context *ctx, cli_train_program *t);
 /* Checks a compiled program's memory plan against a limit (0: none). When it does
  * not fit, prints "parrots CMD: <the planner's message>" and returns CLI_FAIL: the
  * network is fine but the machine is too small, a runtime failure like running

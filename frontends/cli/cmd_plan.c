@@ -30,15 +30,73 @@ int cli_parse_memory_limit(const char *cmd, const char *text, size_t *out) {
     return CLI_OK;
 }
 
-int cli_parse_recompute(const char *cmd, const char *text, prt_recompute_mode dflt, prt_recompute_mode *out) {
+int cli_parse_recompute(const char *cmd, const char *text, int dflt, int *out) {
     *out = dflt;
-    if (!text || prt_recompute_mode_from_name(text, out)) return CLI_OK;
-    fprintf(stderr, "parrots %s: --recompute '%s': expected one of", cmd, text);
+    if (!text) return CLI_OK;
+    prt_recompute_mode m;
+    if (strcmp(text, "auto") == 0) {
+        *out = CLI_RECOMPUTE_AUTO;
+        return CLI_OK;
+    }
+    if (prt_recompute_mode_from_name(text, &m)) {
+        *out = (int)m;
+        return CLI_OK;
+    }
+    fprintf(stderr, "parrots %s: --recompute '%s': expected auto,", cmd, text);
     for (int m = 0; m < PRT_RECOMPUTE_MODE_COUNT; m++)
         fprintf(stderr, "%s %s", m == 0 ? "" : m + 1 == PRT_RECOMPUTE_MODE_COUNT ? " or" : ",",
                 prt_recompute_mode_name((prt_recompute_mode)m));
     fputc('\n', stderr);
     return CLI_USAGE;
+}
+
+void cli_train_program_free(prt_context *ctx, cli_train_program *t) {
+    prt_program_destroy(ctx, t->p);
+    prt_graph_destroy(t->g);
+    memset(t, 0, sizeof *t);
+}
+
+static prt_status build_one(prt_context *ctx, cli_graph_maker make, void *user, const prt_solver *s, int64_t spe,
+                            int64_t batch, prt_recompute_mode mode, cli_train_program *out) {
+    memset(out, 0, sizeof *out);
+    out->mode = mode;
+    PRT_CHECK(make(user, &out->g));
+    prt_status st = prt_train_build(out->g, s, spe, &out->ti);
+    if (st == PRT_OK) st = prt_mem_rewrite(out->g, out->g->n_forward, mode, &out->ti.update_node, NULL);
+    if (st == PRT_OK) st = prt_vm_compile(out->g, batch, &out->p);
+    if (st != PRT_OK) cli_train_program_free(ctx, out);
+    return st;
+}
+
+prt_status cli_build_training(prt_context *ctx, cli_graph_maker make, void *user, const prt_solver *s,
+                              int64_t steps_per_epoch, int64_t batch, int want, size_t limit, cli_train_program *out) {
+    if (want != CLI_RECOMPUTE_AUTO)
+        return build_one(ctx, make, user, s, steps_per_epoch, batch, (prt_recompute_mode)want, out);
+    cli_train_program none, next;
+    PRT_CHECK(build_one(ctx, make, user, s, steps_per_epoch, batch, PRT_RECOMPUTE_none, &none));
+    if (limit > 0 && none.p->plan->total_bytes <= limit) {
+        *out = none;
+        return PRT_OK;
+    }
+    for (int m = PRT_RECOMPUTE_cheap; m < PRT_RECOMPUTE_MODE_COUNT; m++) {
+        if (limit == 0 && m == PRT_RECOMPUTE_segments) break; /* never re-run convolutions unasked */
+        prt_status st = build_one(ctx, make, user, s, steps_per_epoch, batch, (prt_recompute_mode)m, &next);
+        if (st != PRT_OK) {
+            cli_train_program_free(ctx, &none);
+            return st;
+        }
+        size_t a = none.p->plan->total_bytes, b = next.p->plan->total_bytes;
+        bool better = limit > 0 ? b < a : (double)b <= CLI_AUTO_KEEP * (double)a;
+        if (!better) {
+            cli_train_program_free(ctx, &next);
+            continue;
+        }
+        cli_train_program_free(ctx, &none);
+        none = next;
+        if (limit == 0 || b <= limit) break;
+    }
+    *out = none;
+    return PRT_OK;
 }
 
 int cli_memory_check(const char *cmd, prt_context *ctx, const prt_program *p, size_t limit) {
@@ -193,6 +251,21 @@ done:
     return st;
 }
 
+/* A fresh graph for each recompute mode auto tries: the file again, or a
+ * resized copy of the file's graph. */
+typedef struct plan_maker {
+    prt_context *ctx;
+    const char *path, *input;
+    int64_t h, w;
+    prt_graph *file_g;
+} plan_maker;
+
+static prt_status make_plan_graph(void *user, prt_graph **out) {
+    plan_maker *m = user;
+    if (m->input) return resized_copy(m->file_g, m->input, m->h, m->w, out);
+    return cli_load(m->ctx, m->path, out);
+}
+
 /* ---- the report ------------------------------------------------------------------ */
 
 typedef struct plan_report {
@@ -202,6 +275,7 @@ typedef struct plan_report {
     const prt_mem_plan *pl;
     bool train;
     prt_recompute_mode mode;
+    bool automatic;             /* --recompute auto chose the mode */
     const prt_solver *solver;   /* train only */
     int64_t batch, step_flops, params;
     prt_rewrite_stats rs;
@@ -292,8 +366,8 @@ static void print_text(const plan_report *r) {
     printf(LW "%s, batch %lld, input %s %s\n", "plan", r->train ? "training step" : "forward pass",
            (long long)r->batch, in0->name, prt_shape_str(&in0->shape, sh, sizeof sh));
     if (r->train)
-        printf(LW "%s lr %g, recompute %s\n", "solver", prt_optimizer_name(r->solver->optimizer), r->solver->lr,
-               prt_recompute_mode_name(r->mode));
+        printf(LW "%s lr %g, recompute %s%s\n", "solver", prt_optimizer_name(r->solver->optimizer), r->solver->lr,
+               prt_recompute_mode_name(r->mode), r->automatic ? " (chosen by --recompute auto)" : "");
     printf(LW "%d instructions, %d arena buffers\n", "program", p->n_code, pl->n_bufs);
     printf("\n");
     printf(LW "%11s  %s trainable values\n", "parameters", prt_mem_format_bytes(pl->param_bytes, a, sizeof a),
@@ -367,6 +441,7 @@ static void print_json(const plan_report *r) {
         json_str(stdout, prt_recompute_mode_name(r->mode));
     else
         printf("null");
+    printf(", \"recompute_auto\": %s", r->train && r->automatic ? "true" : "false");
     printf(", \"instructions\": %d, \"buffers\": %d, \"grad_buckets\": %d", p->n_code, pl->n_bufs, pl->n_buckets);
     printf(", \"param_bytes\": %zu, \"state_bytes\": %zu, \"optimizer_bytes\": %zu, \"persistent_bytes\": %zu"
            ", \"grad_bytes\": %zu, \"input_bytes\": %zu, \"workspace_bytes\": %zu, \"naive_bytes\": %zu"
@@ -454,7 +529,9 @@ int cli_plan(int argc, char **argv) {
          "plan at another resolution: the first input's last two dimensions (default: as the file declares)",
          &input},
         {"--recompute", CLI_STRING, "MODE",
-         "with --train: what backward recomputes instead of keeping: none, cheap (default) or segments", &recompute},
+         "with --train: what backward recomputes instead of keeping: auto (default: cheap when it saves a quarter "
+         "of the memory or is needed to fit --memory-limit, segments only to fit it), none, cheap or segments",
+         &recompute},
         {"--memory-limit", CLI_STRING, "SIZE",
          "after the report, exit 1 when the total exceeds SIZE (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
          &memory_limit},
@@ -466,7 +543,7 @@ int cli_plan(int argc, char **argv) {
     };
     const char *pos[1];
     int rc = cli_parse("plan",
-                       "NET.yaml [--batch N] [--train] [--input HxW] [--recompute none|cheap|segments] [--json] "
+                       "NET.yaml [--batch N] [--train] [--input HxW] [--recompute auto|none|cheap|segments] [--json] "
                        "[--plot FILE.svg|.png] [--memory-limit SIZE] [--top K]",
                        opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
@@ -480,10 +557,10 @@ int cli_plan(int argc, char **argv) {
     }
     int64_t h = 0, w = 0;
     size_t limit;
-    prt_recompute_mode mode;
+    int want;
     if ((input && (rc = parse_hw(input, &h, &w)) != CLI_OK) ||
         (rc = cli_parse_memory_limit("plan", memory_limit, &limit)) != CLI_OK ||
-        (rc = cli_parse_recompute("plan", recompute, PRT_RECOMPUTE_cheap, &mode)) != CLI_OK)
+        (rc = cli_parse_recompute("plan", recompute, CLI_RECOMPUTE_AUTO, &want)) != CLI_OK)
         return rc;
 
     prt_context *ctx;
@@ -491,11 +568,14 @@ int cli_plan(int argc, char **argv) {
     prt_graph *file_g = NULL, *resized = NULL;
     prt_program *p = NULL;
     prt_solver solver;
-    prt_train_info ti;
-    plan_report r = {.path = pos[0], .train = train, .mode = mode, .solver = &solver};
+    cli_train_program tp = {0};
+    plan_maker mk = {.ctx = ctx, .path = pos[0], .input = input, .h = h, .w = w};
+    plan_report r = {.path = pos[0], .train = train, .mode = PRT_RECOMPUTE_none, .automatic = want == CLI_RECOMPUTE_AUTO,
+                     .solver = &solver};
     prt_status s = PRT_OK;
     if (plot) PRT_CHECK_GOTO(cli_plot_check(ctx, plot), s, done);
     PRT_CHECK_GOTO(cli_load(ctx, pos[0], &file_g), s, done);
+    mk.file_g = file_g;
     r.g = file_g;
     if (input) {
         PRT_CHECK_GOTO(resized_copy(file_g, input, h, w, &resized), s, done);
@@ -508,13 +588,17 @@ int cli_plan(int argc, char **argv) {
         /* no data set: one step per epoch is as good as any for planning */
         PRT_CHECK_GOTO(cli_make_solver(ctx, file_g, -1, batch, NULL, 0, &solver), s, done);
         batch = solver.batch;
-        PRT_CHECK_GOTO(prt_train_build(r.g, &solver, 1, &ti), s, done);
-        PRT_CHECK_GOTO(prt_mem_rewrite(r.g, r.g->n_forward, mode, &ti.update_node, NULL), s, done);
+        PRT_CHECK_GOTO(cli_build_training(ctx, make_plan_graph, &mk, &solver, 1, batch, want, limit, &tp), s, done);
+        r.g = tp.g;
+        r.mode = tp.mode;
     } else if (batch < 0) {
         batch = 1;
     }
     r.batch = batch;
-    PRT_CHECK_GOTO(prt_vm_compile(r.g, batch, &p), s, done);
+    if (train)
+        p = tp.p, tp.p = NULL;
+    else
+        PRT_CHECK_GOTO(prt_vm_compile(r.g, batch, &p), s, done);
     if (!p->plan) {
         s = prt_error(ctx, PRT_ERR_INTERNAL, "the compiled program of '%s' has no memory plan", r.g->name);
         goto done;
@@ -537,6 +621,7 @@ done:
     if (s != PRT_OK) rc = cli_fail("plan", ctx, s);
     prt_free(ctx, r.top, 0);
     prt_program_destroy(ctx, p);
+    cli_train_program_free(ctx, &tp);
     prt_graph_destroy(resized);
     prt_graph_destroy(file_g);
     prt_context_destroy(ctx);

@@ -21,13 +21,13 @@ typedef struct train_args {
     const char *sets[MAX_SETS];
     int n_sets;
     size_t limit;               /* --memory-limit in bytes, 0: none */
-    prt_recompute_mode mode;    /* --recompute */
+    int mode;                   /* --recompute: a prt_recompute_mode or CLI_RECOMPUTE_AUTO */
 } train_args;
 
 static const char usage_line[] =
     "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
-    "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute none|cheap|segments] [--memory-limit SIZE] "
+    "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute auto|none|cheap|segments] [--memory-limit SIZE] "
     "[--quiet]";
 
 /* --set may repeat, which cli_parse's options do not: take them out first. */
@@ -115,6 +115,12 @@ typedef struct trainer {
     bool over_limit;            /* the plan did not fit --memory-limit (reported already) */
 } trainer;
 
+/* A fresh copy of the network for each recompute mode --recompute auto tries. */
+static prt_status load_graph(void *user, prt_graph **out) {
+    trainer *t = user;
+    return cli_load(t->ctx, t->a.net, out);
+}
+
 static prt_status setup(trainer *t) {
     prt_context *ctx = t->ctx;
     const train_args *a = &t->a;
@@ -140,15 +146,18 @@ static prt_status setup(trainer *t) {
     cli_data_norm(a->data, &o.mean, &o.std);
     PRT_CHECK(prt_loader_create(ctx, t->train, &o, &t->ld));
     t->spe = prt_loader_batches_per_epoch(t->ld);
-    PRT_CHECK(prt_train_build(t->g, &t->solver, t->spe, &t->ti));
-    PRT_CHECK(prt_mem_rewrite(t->g, t->g->n_forward, a->mode, &t->ti.update_node, NULL));
-    PRT_CHECK(prt_vm_compile(t->g, t->solver.batch, &t->p));
+    cli_train_program tp;
+    PRT_CHECK(cli_build_training(ctx, load_graph, t, &t->solver, t->spe, t->solver.batch, a->mode, a->limit, &tp));
+    prt_graph_destroy(t->g);
+    t->g = tp.g;
+    t->p = tp.p;
+    t->ti = tp.ti;
     if (cli_memory_check("train", ctx, t->p, a->limit) != CLI_OK) {
         t->over_limit = true;
         return PRT_ERR_LIMIT;
     }
     char mem[512];
-    if (!a->quiet) PRT_CHECK(cli_memory_summary(t->g, t->p, true, a->mode, mem, sizeof mem));
+    if (!a->quiet) PRT_CHECK(cli_memory_summary(t->g, t->p, true, tp.mode, mem, sizeof mem));
     prt_vm_options vo = {.training = true};
     PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
     PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
@@ -263,8 +272,9 @@ int cli_train(int argc, char **argv) {
         {"--train-limit", CLI_INT, "N", "train on the first N training samples only", &a->train_limit},
         {"--test-limit", CLI_INT, "M", "test on the first M test samples only", &a->test_limit},
         {"--recompute", CLI_STRING, "MODE",
-         "what backward recomputes instead of keeping: none, cheap (default: batch norm, ReLU and other cheap "
-         "outputs, no convolution) or segments (also whole segments; see docs/memory.md)", &a->recompute},
+         "what backward recomputes instead of keeping: auto (default: cheap when it saves a quarter of the memory "
+         "or is needed to fit --memory-limit, segments only to fit it), none, cheap (batch norm, ReLU and other "
+         "cheap outputs, no convolution) or segments (whole segments; see docs/memory.md)", &a->recompute},
         {"--memory-limit", CLI_STRING, "SIZE",
          "fail before training when the planned step needs more (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
          &a->memory_limit},
@@ -289,7 +299,7 @@ int cli_train(int argc, char **argv) {
         return CLI_USAGE;
     }
     if ((rc = cli_parse_memory_limit("train", a->memory_limit, &a->limit)) != CLI_OK ||
-        (rc = cli_parse_recompute("train", a->recompute, PRT_RECOMPUTE_cheap, &a->mode)) != CLI_OK)
+        (rc = cli_parse_recompute("train", a->recompute, CLI_RECOMPUTE_AUTO, &a->mode)) != CLI_OK)
         return rc;
     prt_context_options co = {.struct_size = sizeof co,
                               .log_level = a->verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,

@@ -37,7 +37,7 @@ for opt in "--batch N" "--train" "--input HxW" "--recompute MODE" "--memory-limi
   "--plot FILE"; do
   expect_in "$TMP/out" "  $opt "
 done
-expect_in "$TMP/out" "cheap (default)"
+expect_in "$TMP/out" "auto (default: cheap when it saves a quarter of the memory"
 expect_in "$TMP/out" "(default 10)"
 expect_rc 0 "$PARROTS" run --help
 expect_in "$TMP/out" "--memory-limit SIZE"
@@ -56,7 +56,7 @@ for field in "network          fashion-cnn" "plan             forward pass, batc
 done
 check "a forward plan says nothing about recomputation" bash -c "! grep -q '^recompute' '$TMP/out'"
 
-expect_rc 0 "$PARROTS" plan "$FCNN" --train --top 3
+expect_rc 0 "$PARROTS" plan "$FCNN" --train --top 3 --recompute cheap
 expect_in "$TMP/out" "plan             training step, batch 128,"
 expect_in "$TMP/out" "solver           sgd lr 0.05, recompute cheap"
 expect_in "$TMP/out" "recompute        cheap: "
@@ -114,8 +114,13 @@ EOF
 
 expect_rc 0 "$PARROTS" plan "$FCNN" --json --batch 4
 check "fashion-cnn forward JSON" python3 "$TMP/check_plan.py" "$TMP/out" forward 4 -
-expect_rc 0 "$PARROTS" plan "$FCNN" --json --train
+expect_rc 0 "$PARROTS" plan "$FCNN" --json --train --recompute cheap
 check "fashion-cnn training JSON (batch from the solver section)" python3 "$TMP/check_plan.py" "$TMP/out" train 128 cheap
+# auto: cheap saves fashion-cnn less than a quarter, polynet-mini at batch 128 about half
+expect_rc 0 "$PARROTS" plan "$FCNN" --train
+expect_in "$TMP/out" "solver           sgd lr 0.05, recompute none (chosen by --recompute auto)"
+expect_rc 0 "$PARROTS" plan "$MINI" --train --json
+check "polynet-mini auto picks cheap" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["recompute"] == "cheap" and d["recompute_auto"] is True, d["recompute"]' "$TMP/out"
 expect_rc 0 "$PARROTS" plan "$MINI" --json --batch 8
 check "polynet-mini forward JSON" python3 "$TMP/check_plan.py" "$TMP/out" forward 8 -
 for mode in none cheap segments; do
@@ -135,7 +140,7 @@ expect_rc 0 "$PARROTS" plan "$FCNN" --input 56x40
 expect_in "$TMP/out" "input image [1, 56, 40]"
 # the classifier after the flatten takes 64 x 14 x 10 features at 56 x 40
 expect_in "$TMP/out" "1,167,210 trainable values"
-expect_rc 0 "$PARROTS" plan "$MINI" --input 56x56 --train --batch 2 --json
+expect_rc 0 "$PARROTS" plan "$MINI" --input 56x56 --train --batch 2 --json --recompute cheap
 check "polynet-mini at 56x56" python3 "$TMP/check_plan.py" "$TMP/out" train 2 cheap
 check "the JSON names the new input shape" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["input"] == [1, 56, 56]' "$TMP/out"
 for bad in 5 0x5 5x 5x5x5 -5x5 x5 5X5 99999999x2; do
@@ -154,7 +159,7 @@ expect_in "$TMP/err" "smaller than the kernel 2x2"
 expect_rc 2 "$PARROTS" plan "$FCNN" --recompute none
 expect_in "$TMP/err" "parrots plan: --recompute rewrites the training step: add --train"
 expect_rc 2 "$PARROTS" plan "$FCNN" --train --recompute all
-expect_in "$TMP/err" "parrots plan: --recompute 'all': expected one of none, cheap or segments"
+expect_in "$TMP/err" "parrots plan: --recompute 'all': expected auto, none, cheap or segments"
 expect_rc 2 "$PARROTS" plan "$FCNN" --batch 0
 expect_in "$TMP/err" "parrots plan: --batch must be at least 1"
 expect_rc 2 "$PARROTS" plan "$FCNN" --plot "$TMP/m.jpg"
@@ -164,11 +169,14 @@ expect_rc 2 "$PARROTS" plan "$TMP/missing.yaml"
 expect_in "$TMP/err" "missing.yaml"
 
 # ---- --memory-limit ---------------------------------------------------------------------
-expect_rc 0 "$PARROTS" plan "$FCNN" --train --json
+expect_rc 0 "$PARROTS" plan "$FCNN" --train --json --recompute none
 total=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_bytes"])' "$TMP/out")
-expect_rc 0 "$PARROTS" plan "$FCNN" --train --memory-limit "$total"
-expect_rc 1 "$PARROTS" plan "$FCNN" --train --memory-limit "$((total - 1))"
+expect_rc 0 "$PARROTS" plan "$FCNN" --train --memory-limit "$total" --recompute none
+expect_rc 1 "$PARROTS" plan "$FCNN" --train --memory-limit "$((total - 1))" --recompute none
 expect_first "$TMP/err" "parrots plan: program 'fashion-cnn' needs "
+# auto recomputes what it must to fit the limit
+expect_rc 0 "$PARROTS" plan "$FCNN" --train --memory-limit "$((total - 1))"
+expect_in "$TMP/out" "recompute cheap (chosen by --recompute auto)"
 expect_in "$TMP/out" "total "
 expect_rc 1 "$PARROTS" plan "$FCNN" --train --memory-limit 1MiB
 expect_first "$TMP/err" "parrots plan: program 'fashion-cnn' needs "
@@ -199,7 +207,7 @@ check "train ran no epoch over the limit" test ! -s "$TMP/out"
 expect_rc 2 "$PARROTS" train "$FCNN" "${SHORT[@]}" --memory-limit 2Mb
 expect_in "$TMP/err" "parrots train: --memory-limit '2Mb': expected a size such as 8GiB"
 expect_rc 2 "$PARROTS" train "$FCNN" "${SHORT[@]}" --recompute some
-expect_in "$TMP/err" "parrots train: --recompute 'some': expected one of none, cheap or segments"
+expect_in "$TMP/err" "parrots train: --recompute 'some': expected auto, none, cheap or segments"
 expect_rc 0 "$PARROTS" train "$FCNN" "${SHORT[@]}" --memory-limit 1GiB --recompute none
 expect_in "$TMP/err" "memory: "
 expect_in "$TMP/err" "recompute none: nothing recomputed"
