@@ -19,3 +19,10 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export LSAN_OPTIONS="suppressions=$PARROTS_ROOT/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" "$@"
+
+# The file loaders (checkpoints, programs) under libFuzzer for a bounded time,
+# from the seed corpora in fuzz/corpus/.
+if compgen -G "$PARROTS_ROOT/fuzz/*.c" > /dev/null; then
+  echo "== fuzzing the file loaders"
+  bash "$PARROTS_ROOT/scripts/fuzz.sh" "${PARROTS_FUZZ_SECONDS:-30}"
+fi
