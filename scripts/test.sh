@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite: first the
-# normal build, then the same suite under AddressSanitizer and UBSan.
+# normal build, then the same suite under AddressSanitizer and UBSan, then the
+# fuzz targets for PARROTS_FUZZ_SECONDS (default 30) each.
 # Usage: scripts/test.sh [ctest options, e.g. -L unit or -R yaml]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
