@@ -65,6 +65,10 @@ typedef struct prt_loader_options {
     int64_t shard, shards; /* this process reads samples i with i % shards == shard (0 of 1) */
     /* (i is the position in the epoch's shuffled order, the same on every shard; each
      * shard reads size / shards samples, so all shards run the same number of batches) */
+    /* resume: the first batch is batch start_batch (0-based) of epoch start_epoch
+     * (0-based); start_batch == batches per epoch starts at that epoch's end (the
+     * next call returns 0 and moves on). Both default to 0. */
+    int64_t start_epoch, start_batch;
 } prt_loader_options;
 
 void prt_loader_defaults(prt_loader_options *o);

@@ -192,6 +192,9 @@ static prt_status check_options(prt_context *ctx, const prt_dataset *d, const pr
     if (!isfinite(o->mean) || !isfinite(o->std) || !(o->std > 0.0f))
         return prt_error(ctx, PRT_ERR_INVALID, "loader: normalisation needs a finite mean and a positive finite std (got %g, %g)",
                          (double)o->mean, (double)o->std);
+    if (o->start_epoch < 0 || o->start_batch < 0)
+        return prt_error(ctx, PRT_ERR_INVALID, "loader: start epoch %" PRId64 " and batch %" PRId64 " must not be negative",
+                         o->start_epoch, o->start_batch);
     if (o->prefetch < 0 || o->prefetch > MAX_PREFETCH)
         return prt_error(ctx, PRT_ERR_INVALID, "loader: prefetch %d is out of range (0..%d)", o->prefetch, MAX_PREFETCH);
     return PRT_OK;
@@ -220,6 +223,15 @@ prt_status prt_loader_create(prt_context *ctx, const prt_dataset *d, const prt_l
     ld->w = nd >= 1 ? d->shape.d[nd - 1] : 1;
     ld->h = nd >= 2 ? d->shape.d[nd - 2] : 1;
     ld->planes = d->numel / (ld->h * ld->w);
+    if (o.start_batch > ld->bpe) {
+        st = prt_error(ctx, PRT_ERR_INVALID, "loader: start batch %" PRId64 " is past the %" PRId64 " batches of an epoch",
+                       o.start_batch, ld->bpe);
+        prt_free(ctx, ld, sizeof *ld);
+        return st;
+    }
+    /* the sequence is a function of (seed, epoch, index): starting mid-way is exact */
+    ld->p_epoch = ld->c_epoch = o.start_epoch;
+    ld->p_batch = o.start_batch;
     ld->order_epoch = -1;
     ld->fail_at = -1;
     ld->cap = o.prefetch;

@@ -3,20 +3,26 @@
  * training step (forward, loss, backward, update) is one compiled program run
  * once per batch; at each epoch's end a separate inference program, given the
  * training program's parameters, measures the test set. */
+#include "frontends/checkpoint_api.h"
 #include "frontends/cli/cli_impl.h"
 #include "frontends/weights_api.h"
 #include "ops/train_impl.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_SETS 64
 
 typedef struct train_args {
     const char *net, *data, *metrics, *plot, *save, *memory_limit, *recompute;
+    const char *ckpt_dir, *resume;
     long long epochs, batch, seed, threads, log_every, train_limit, test_limit, crop_pad;
+    long long save_every, keep;
     bool augment, no_augment, quiet, verbose;
     const char *sets[MAX_SETS];
     int n_sets;
@@ -28,7 +34,7 @@ static const char usage_line[] =
     "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
     "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute auto|none|cheap|segments] [--memory-limit SIZE] "
-    "[--quiet]";
+    "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--quiet]";
 
 /* --set may repeat, which cli_parse's options do not: take them out first. */
 static int take_sets(train_args *a, int argc, char **argv, char **rest, int *n_rest) {
@@ -113,12 +119,115 @@ typedef struct trainer {
     double final_acc;
     int64_t epochs_done;
     bool over_limit;            /* the plan did not fit --memory-limit (reported already) */
+    prt_ckpt *resume;           /* --resume: the checkpoint, read and checked on its own */
+    prt_ckpt_state rs;          /* its state */
+    uint64_t graph_hash;        /* of the training graph */
+    int64_t dataset_size;
 } trainer;
 
 /* A fresh copy of the network for each recompute mode --recompute auto tries. */
 static prt_status load_graph(void *user, prt_graph **out) {
     trainer *t = user;
     return cli_load(t->ctx, t->a.net, out);
+}
+
+/* ---- checkpoints -------------------------------------------------------------- */
+
+/* The checkpoint must continue this very run: same solver, data and seed. */
+static prt_status check_resume(trainer *t) {
+    prt_context *ctx = t->ctx;
+    const prt_ckpt_state *c = &t->rs;
+    const char *f = prt_ckpt_path(t->resume);
+    PRT_CHECK(prt_ckpt_check_solver(ctx, t->resume, &t->solver));
+    if (c->dataset_size != t->dataset_size || c->batch_size != t->solver.batch || !c->shuffle)
+        return prt_error(ctx, PRT_ERR_INVALID,
+                         "%s: the checkpoint was trained on %lld samples in batches of %lld, this run has %lld in "
+                         "batches of %lld",
+                         f, (long long)c->dataset_size, (long long)c->batch_size, (long long)t->dataset_size,
+                         (long long)t->solver.batch);
+    if (c->shuffle_seed != ctx->seed)
+        return prt_error(ctx, PRT_ERR_INVALID, "%s: the checkpoint's data order has seed %llu, this run %llu", f,
+                         (unsigned long long)c->shuffle_seed, (unsigned long long)ctx->seed);
+    int64_t spe = t->dataset_size / t->solver.batch;
+    if (c->steps_per_epoch != spe)
+        return prt_error(ctx, PRT_ERR_INVALID, "%s: the checkpoint has %lld steps per epoch, this run %lld", f,
+                         (long long)c->steps_per_epoch, (long long)spe);
+    return PRT_OK;
+}
+
+/* Reads --resume (a checkpoint, or the newest in a directory: a damaged newest
+ * one is an error, not a reason to fall back silently) and adopts its seed. */
+static prt_status open_resume(trainer *t) {
+    prt_context *ctx = t->ctx;
+    const char *arg = t->a.resume;
+    struct stat sb;
+    char *path = NULL;
+    if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) PRT_CHECK(prt_ckpt_find_latest(ctx, arg, &path));
+    prt_status st = prt_ckpt_read(ctx, path ? path : arg, 0, &t->resume);
+    prt_free(ctx, path, 0);
+    PRT_CHECK(st);
+    prt_ckpt_get_state(t->resume, &t->rs);
+    if (t->a.seed != 0 && (uint64_t)t->a.seed != t->rs.seed)
+        return prt_error(ctx, PRT_ERR_USAGE, "--seed %lld differs from the seed %llu of %s", t->a.seed,
+                         (unsigned long long)t->rs.seed, prt_ckpt_path(t->resume));
+    ctx->seed = t->rs.seed;
+    return PRT_OK;
+}
+
+/* PARROTS_TEST_CRASH_IN_SAVE=STAGE[:STEP] (tests only): the process kills itself
+ * with SIGKILL at that stage of a save (of that global step), as a crash would. */
+static void crash_hook(void *user, const char *stage, int64_t step) {
+    const char *spec = user;
+    size_t n = strcspn(spec, ":");
+    if (strlen(stage) != n || strncmp(stage, spec, n)) return;
+    if (spec[n] == ':' && strtoll(spec + n + 1, NULL, 10) != step) return;
+    raise(SIGKILL);
+}
+
+/* Saves the state before batch `step` (0-based count done) of `epoch`. */
+static prt_status save_checkpoint(trainer *t, int64_t epoch, int64_t step) {
+    prt_context *ctx = t->ctx;
+    prt_ckpt_state st = {
+        .global_step = (int64_t)prt_vm_get_step(t->vm),
+        .epoch = epoch,
+        .step = step,
+        .steps_per_epoch = t->spe,
+        .solver = t->solver,
+        .shuffle_seed = ctx->seed,
+        .dataset_size = t->dataset_size,
+        .batch_size = t->solver.batch,
+        .shuffle = true,
+        .seed = ctx->seed,
+    };
+    char when[32], seed[32], version[32];
+    snprintf(version, sizeof version, "%d.%d.%d", PRT_VERSION_MAJOR, PRT_VERSION_MINOR, PRT_VERSION_PATCH);
+    time_t now = time(NULL);
+    struct tm tmv;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)ctx->seed);
+    const prt_ckpt_meta meta[] = {
+        {"network_file", t->a.net}, {"data", t->a.data}, {"time", when},
+        {"parrots_version", version}, {"seed", seed},
+    };
+    prt_ckpt_save_options so;
+    prt_ckpt_save_defaults(&so);
+    so.keep = (int)t->a.keep;
+    so.meta = meta;
+    so.n_meta = (int)(sizeof meta / sizeof meta[0]);
+    so.network = t->g->name;
+    const char *crash = getenv("PARROTS_TEST_CRASH_IN_SAVE");
+    if (crash && *crash) {
+        so.test_hook = crash_hook;
+        so.hook_user = (void *)crash;
+    }
+    char *path = NULL;
+    PRT_CHECK(prt_ckpt_save(ctx, t->a.ckpt_dir, t->graph_hash, &st, t->vm, &so, &path));
+    if (!t->a.quiet) {
+        cli_progress_break(&t->pr);
+        fprintf(stderr, "checkpoint written to %s\n", path);
+    }
+    prt_free(ctx, path, 0);
+    return PRT_OK;
 }
 
 static prt_status setup(trainer *t) {
@@ -134,8 +243,14 @@ static prt_status setup(trainer *t) {
     if (t->solver.batch > n)
         return prt_error(ctx, PRT_ERR_INVALID, "solver.batch %lld is larger than the training set (%lld samples%s)",
                          (long long)t->solver.batch, (long long)n, a->train_limit > 0 ? " with --train-limit" : "");
+    t->dataset_size = n;
+    if (t->resume) PRT_CHECK(check_resume(t));
     prt_loader_options o;
     prt_loader_defaults(&o);
+    if (t->resume) {
+        o.start_epoch = t->rs.epoch - 1;
+        o.start_batch = t->rs.step;
+    }
     o.batch = t->solver.batch;
     o.shuffle = true;
     o.drop_last = true;
@@ -160,6 +275,8 @@ static prt_status setup(trainer *t) {
     if (!a->quiet) PRT_CHECK(cli_memory_summary(t->g, t->p, true, tp.mode, mem, sizeof mem));
     prt_vm_options vo = {.training = true};
     PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
+    PRT_CHECK(prt_ckpt_graph_hash(t->g, &t->graph_hash));
+    if (t->resume) PRT_CHECK(prt_ckpt_restore(ctx, t->resume, t->graph_hash, t->vm));
     PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
     if (!a->quiet) {
         char sv[256], aug[96];
@@ -195,9 +312,13 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
     if (!x || !lab || !loss_t || !logits)
         return prt_error(ctx, PRT_ERR_INTERNAL, "the training program lacks its image, label, loss or logits tensor");
     int64_t classes = logits->shape.d[1], batch = t->solver.batch;
-    for (int64_t epoch = 1; epoch <= t->solver.epochs; epoch++) {
+    int64_t first_epoch = t->resume ? t->rs.epoch : 1, first_step = t->resume ? t->rs.step + 1 : 1;
+    if (t->resume)
+        fprintf(stderr, "resumed from %s at epoch %lld step %lld\n", prt_ckpt_path(t->resume),
+                (long long)t->rs.epoch, (long long)t->rs.step);
+    for (int64_t epoch = first_epoch; epoch <= t->solver.epochs; epoch++) {
         cli_progress_epoch_start(&t->pr, epoch);
-        for (int64_t step = 1; step <= t->spe; step++) {
+        for (int64_t step = epoch == first_epoch ? first_step : 1; step <= t->spe; step++) {
             int64_t n;
             PRT_CHECK(prt_loader_next(t->ld, PRT_F32P(x), (int32_t *)lab->data, &n));
             if (n != batch)
@@ -219,6 +340,7 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
             int64_t correct = cli_count_correct(PRT_F32P(logits), batch, classes, (const int32_t *)lab->data);
             PRT_CHECK(cli_progress_step(&t->pr, epoch, step, loss, correct, batch,
                                         prt_lr_at(&t->solver, t->spe, global)));
+            if (t->a.save_every > 0 && (global + 1) % t->a.save_every == 0) PRT_CHECK(save_checkpoint(t, epoch, step));
         }
         int64_t n;
         PRT_CHECK(prt_loader_next(t->ld, PRT_F32P(x), (int32_t *)lab->data, &n));
@@ -234,6 +356,12 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
         t->final_acc = test_acc;
         t->epochs_done = epoch;
     }
+    if (first_epoch > t->solver.epochs) { /* resumed after the last epoch: report the restored weights */
+        double test_loss;
+        PRT_CHECK(cli_eval_from_vm(&t->ev, t->vm));
+        PRT_CHECK(cli_eval_run(&t->ev, &test_loss, &t->final_acc));
+        t->epochs_done = t->solver.epochs;
+    }
     return PRT_OK;
 }
 
@@ -242,6 +370,7 @@ static void trainer_close(trainer *t) {
     cli_eval_close(&t->ev);
     prt_loader_destroy(t->ld);
     prt_vm_destroy(t->vm);
+    prt_ckpt_destroy(t->ctx, t->resume);
     prt_program_destroy(t->ctx, t->p);
     prt_graph_destroy(t->g);
     prt_dataset_destroy(t->train);
@@ -254,6 +383,7 @@ int cli_train(int argc, char **argv) {
     train_args *a = &t.a;
     a->data = "fashion-mnist";
     a->epochs = a->batch = -1;
+    a->keep = 3;
     const cli_opt opts[] = {
         {"--data", CLI_STRING, "NAME", "dataset: fashion-mnist (default) or synthetic:N", &a->data},
         {"--epochs", CLI_INT, "N", "epochs (overrides solver.epochs)", &a->epochs},
@@ -278,6 +408,12 @@ int cli_train(int argc, char **argv) {
         {"--memory-limit", CLI_STRING, "SIZE",
          "fail before training when the planned step needs more (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
          &a->memory_limit},
+        {"--save-every", CLI_INT, "N", "write a checkpoint every N steps, and at the end (needs --checkpoint-dir)",
+         &a->save_every},
+        {"--checkpoint-dir", CLI_STRING, "DIR", "where checkpoints go (ckpt-<step>.prtc; see docs/checkpoints.md)",
+         &a->ckpt_dir},
+        {"--keep", CLI_INT, "K", "keep the newest K checkpoints (default 3)", &a->keep},
+        {"--resume", CLI_STRING, "DIR|FILE", "continue from a checkpoint, or the newest in DIR", &a->resume},
         {"--quiet", CLI_FLAG, NULL, "no progress output; epoch summaries only", &a->quiet},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &a->verbose},
         {0},
@@ -298,6 +434,15 @@ int cli_train(int argc, char **argv) {
         fprintf(stderr, "parrots train: --augment and --no-augment contradict each other\n");
         return CLI_USAGE;
     }
+    if (a->save_every < 0 || a->keep < 1 || a->keep > 1000000) {
+        fprintf(stderr, "parrots train: %s\n", a->save_every < 0 ? "--save-every must be at least 1"
+                                                                 : "--keep must be between 1 and 1000000");
+        return CLI_USAGE;
+    }
+    if (a->save_every > 0 && !a->ckpt_dir) {
+        fprintf(stderr, "parrots train: --save-every needs --checkpoint-dir DIR\n");
+        return CLI_USAGE;
+    }
     if ((rc = cli_parse_memory_limit("train", a->memory_limit, &a->limit)) != CLI_OK ||
         (rc = cli_parse_recompute("train", a->recompute, CLI_RECOMPUTE_AUTO, &a->mode)) != CLI_OK)
         return rc;
@@ -309,8 +454,10 @@ int cli_train(int argc, char **argv) {
     if (s != PRT_OK) return cli_fail("train", NULL, s);
     bool diverged = false;
     double t0 = prt_now();
+    if (a->resume) PRT_CHECK_GOTO(open_resume(&t), s, done);
     PRT_CHECK_GOTO(setup(&t), s, done);
     s = run_epochs(&t, &diverged);
+    if (s == PRT_OK && !diverged && a->ckpt_dir) s = save_checkpoint(&t, t.solver.epochs + 1, 0);
     if (a->plot && t.pr_open && (t.pr.n_steps > 0 || t.pr.n_epochs > 0)) {
         char title[256];
         cli_curves cv;
