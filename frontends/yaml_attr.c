@@ -5,12 +5,15 @@
 #include <math.h>
 #include <string.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static const char *type_want(prt_attr_type t) {
     switch (t) {
     case PRT_ATTR_INT: return "an integer";
     case PRT_ATTR_FLOAT: return "a number";
     case PRT_ATTR_BOOL: return "true or false";
-    case PRT_ATTR_INTS: return "an integer or a list of 1 to 4 integers";
+    case PRT_ATTR_INTS: return "an integer or a list of 1 to " STR(PRT_ATTR_MAX_INTS) " integers";
     case PRT_ATTR_STRING: return "a string";
     }
     return "a value";

@@ -25,7 +25,7 @@ typedef enum prt_attr_type {
     PRT_ATTR_STRING,
 } prt_attr_type;
 
-#define PRT_ATTR_MAX_INTS 4
+#define PRT_ATTR_MAX_INTS 8
 
 typedef struct prt_attr {
     prt_attr_type type;
@@ -161,6 +161,10 @@ typedef struct prt_op_schema {
      * inputs there, so the producers write straight into the output, and the
      * kernel must skip copying a slice onto itself. */
     bool (*input_views)(const prt_infer_ctx *ic, int64_t *elem_offsets);
+    /* ---- program files (appended) ---- */
+    /* the version of the op's semantics (0 means 1); a saved program that names a
+     * newer version is refused when loaded (frontends/program_file.c) */
+    int version;
 } prt_op_schema;
 
 /* ---- gradient builders ------------------------------------------------ */

@@ -208,7 +208,142 @@ static int cases_flatten(tcase *cs, rng *r) {
     return n;
 }
 
+/* ---- the ONNX-facing ops -------------------------------------------------- */
+
+static int cases_clip(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("no bounds", S(SH4(2, 3, 4, 5)));
+    CASE("relu6-like 0..0.6", S(SH4(2, 3, 4, 5)), FL("min", 0.0), FL("max", 0.6));
+    CASE("min only", S(SH(2, 3, 7, 0, 0)), FL("min", -0.25));
+    CASE("max only", S(SH(2, 3, 7, 0, 0)), FL("max", 0.3));
+    CASE("min > max gives max", S(SH(2, 4, 5, 0, 0)), FL("min", 0.5), FL("max", -0.5));
+    CASE("large", S(SH4(2, 64, 33, 35)), FL("min", -0.3), FL("max", 0.4));
+    for (int t = 0; t < 3; t++) {
+        double lo = runif(r) * 2 - 1, hi = lo + runif(r);
+        prt_shape in = SH((int)rint_(r, 1, 4), rint_(r, 1, 4), rint_(r, 1, 9), rint_(r, 1, 9), rint_(r, 1, 9));
+        tset st[] = {FL("min", lo), FL("max", hi)};
+        add_case(cs, &n, "random", 1, &in, st, 2);
+    }
+    return n;
+}
+
+static int cases_binary(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("equal shapes", S(SH4(2, 3, 4, 5), SH4(2, 3, 4, 5)));
+    CASE("per channel [1, C, 1, 1]", S(SH4(2, 3, 4, 5), SH4(1, 3, 1, 1)));
+    CASE("last dim only", S(SH4(2, 3, 4, 5), SH(1, 5, 0, 0, 0)));
+    CASE("both broadcast", S(SH4(2, 1, 4, 1), SH(3, 3, 1, 5, 0)));
+    CASE("scalar b", S(SH(2, 2, 3, 0, 0), SH(0, 0, 0, 0, 0)));
+    CASE("a broadcast", S(SH(1, 1, 0, 0, 0), SH(3, 2, 3, 4, 0)));
+    CASE("inner row [N, 1]", S(SH(2, 6, 7, 0, 0), SH(2, 6, 1, 0, 0)));
+    CASE("large per channel", S(SH4(2, 64, 33, 35), SH4(1, 64, 1, 1)));
+    CASE("large equal", S(SH4(2, 64, 33, 35), SH4(2, 64, 33, 35)));
+    for (int t = 0; t < 6; t++) {
+        int nd = (int)rint_(r, 1, 4);
+        prt_shape a = SH(nd, rint_(r, 1, 4), rint_(r, 1, 5), rint_(r, 1, 5), rint_(r, 1, 5)), b = a;
+        for (int i = 0; i < nd; i++) {
+            if (rnext(r) % 3 == 0) a.d[i] = 1;
+            else if (rnext(r) % 3 == 0) b.d[i] = 1;
+        }
+        int drop = (int)rint_(r, 0, nd - 1); /* b may have fewer dims */
+        prt_shape bs = {.ndim = nd - drop};
+        for (int i = 0; i < bs.ndim; i++) bs.d[i] = b.d[i + drop];
+        prt_shape in[2] = {a, bs};
+        add_case(cs, &n, "random", 2, in, NULL, 0);
+    }
+    return n;
+}
+
+static int cases_matmul(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("2-D", S(SH(2, 3, 4, 0, 0), SH(2, 4, 5, 0, 0)));
+    CASE("batched a, one b (folded)", S(SH(3, 2, 3, 4, 0), SH(2, 4, 5, 0, 0)));
+    CASE("batched both", S(SH(3, 2, 3, 4, 0), SH(3, 2, 4, 5, 0)));
+    CASE("batch broadcast both ways", S(SH4(2, 1, 3, 4), SH(3, 3, 4, 2, 0)));
+    CASE("one a, batched b", S(SH(2, 3, 4, 0, 0), SH(3, 2, 4, 5, 0)));
+    CASE("1-D a", S(SH(1, 4, 0, 0, 0), SH(2, 4, 5, 0, 0)));
+    CASE("1-D b", S(SH(3, 2, 3, 4, 0), SH(1, 4, 0, 0, 0)));
+    CASE("1-D both", S(SH(1, 7, 0, 0, 0), SH(1, 7, 0, 0, 0)));
+    CASE("1-D a, batched b", S(SH(1, 4, 0, 0, 0), SH(3, 2, 4, 3, 0)));
+    CASE("classifier [8, 512] x [512, 100]", S(SH(2, 8, 512, 0, 0), SH(2, 512, 100, 0, 0)));
+    CASE("large batched", S(SH(3, 4, 64, 96, 0), SH(3, 4, 96, 48, 0)));
+    for (int t = 0; t < 4; t++) {
+        int64_t m = rint_(r, 1, 6), k = rint_(r, 1, 9), nn = rint_(r, 1, 6), b1 = rint_(r, 1, 3);
+        prt_shape in[2] = {SH(3, rnext(r) & 1 ? b1 : 1, m, k, 0), SH(3, rnext(r) & 1 ? b1 : 1, k, nn, 0)};
+        add_case(cs, &n, "random", 2, in, NULL, 0);
+    }
+    return n;
+}
+
+static int cases_transpose(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("NCHW to NHWC", S(SH4(2, 3, 4, 5)), I4("perm", 0, 2, 3, 1));
+    CASE("default reverses", S(SH(3, 2, 3, 4, 0)));
+    CASE("2-D", S(SH(2, 5, 7, 0, 0)), I2("perm", 1, 0));
+    CASE("reverse 4-D", S(SH4(2, 3, 4, 5)), I4("perm", 3, 2, 1, 0));
+    CASE("size-1 dims", S(SH4(2, 1, 4, 5)), I4("perm", 0, 2, 1, 3));
+    CASE("identity", S(SH4(2, 3, 4, 5)), I4("perm", 0, 1, 2, 3));
+    CASE("large NCHW to NHWC", S(SH4(2, 64, 33, 35)), I4("perm", 0, 2, 3, 1));
+    for (int t = 0; t < 3; t++) {
+        int64_t p[4] = {0, 1, 2, 3};
+        for (int i = 3; i > 0; i--) {
+            int64_t j = rint_(r, 0, i), x = p[i];
+            p[i] = p[j];
+            p[j] = x;
+        }
+        prt_shape in = SH4(rint_(r, 1, 4), rint_(r, 1, 5), rint_(r, 1, 5), rint_(r, 1, 5));
+        tset st[] = {I4("perm", p[0], p[1], p[2], p[3])};
+        add_case(cs, &n, "random", 1, &in, st, 1);
+    }
+    return n;
+}
+
+static int cases_reshape(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("flatten with 0 and -1", S(SH4(2, 3, 4, 5)), I2("shape", 0, -1));
+    CASE("explicit", S(SH4(2, 3, 4, 5)), I2("shape", 2, 60));
+    CASE("split a dim", S(SH(2, 6, 4, 0, 0)), I4("shape", 2, 3, 2, 2));
+    CASE("0, -1 in the middle", S(SH(2, 2, 12, 0, 0)), I4("shape", 0, 3, -1, 2));
+    CASE("to 1-D", S(SH(3, 2, 3, 4, 0)), I1("shape", -1));
+    (void)r;
+    return n;
+}
+
+static int cases_pad(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("1-D", S(SH(1, 7, 0, 0, 0)), I2("pads", 2, 3));
+    CASE("2-D constant", S(SH(2, 5, 6, 0, 0)), I4("pads", 1, 2, 3, 0), FL("value", 1.5));
+    CASE("2-D crop", S(SH(2, 5, 6, 0, 0)), I4("pads", -1, 0, 2, -2));
+    CASE("nothing", S(SH(2, 5, 6, 0, 0)), I4("pads", 0, 0, 0, 0));
+    CASE("large rows", S(SH(2, 300, 400, 0, 0)), I4("pads", 0, 3, 0, 5));
+    for (int t = 0; t < 3; t++) {
+        prt_shape in = SH(2, rint_(r, 1, 5), rint_(r, 3, 9), 0, 0);
+        tset st[] = {I4("pads", rint_(r, 0, 2), rint_(r, -2, 3), rint_(r, 0, 2), rint_(r, -2, 3))};
+        add_case(cs, &n, "random", 1, &in, st, 1);
+    }
+    return n;
+}
+
+static int cases_global_avgpool(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("small", S(SH4(2, 3, 4, 5)));
+    CASE("1x1 plane", S(SH4(2, 3, 1, 1)));
+    CASE("7x7 like ResNet's head", S(SH4(2, 16, 7, 7)));
+    CASE("large", S(SH4(4, 64, 33, 35)));
+    prt_shape in = SH4(rint_(r, 1, 3), rint_(r, 1, 9), rint_(r, 1, 9), rint_(r, 1, 9));
+    add_case(cs, &n, "random", 1, &in, NULL, 0);
+    return n;
+}
+
 static int cases_for(const char *op, tcase *cs, rng *r) {
+    if (!strcmp(op, "sigmoid") || !strcmp(op, "tanh")) return cases_elementwise(cs, r, op);
+    if (!strcmp(op, "clip")) return cases_clip(cs, r);
+    if (!strcmp(op, "mul") || !strcmp(op, "sub") || !strcmp(op, "div")) return cases_binary(cs, r);
+    if (!strcmp(op, "matmul")) return cases_matmul(cs, r);
+    if (!strcmp(op, "transpose")) return cases_transpose(cs, r);
+    if (!strcmp(op, "reshape")) return cases_reshape(cs, r);
+    if (!strcmp(op, "pad")) return cases_pad(cs, r);
+    if (!strcmp(op, "global_avgpool")) return cases_global_avgpool(cs, r);
     if (!strcmp(op, "conv")) return cases_conv(cs, r);
     if (!strcmp(op, "batchnorm")) return cases_batchnorm(cs, r);
     if (!strcmp(op, "relu") || !strcmp(op, "add") || !strcmp(op, "scale")) return cases_elementwise(cs, r, op);
@@ -418,11 +553,142 @@ static void ref_flatten(r64 *r) {
     for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = r->in[0][i];
 }
 
+static void ref_sigmoid(r64 *r) {
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = 1 / (1 + exp(-r->in[0][i]));
+}
+
+static void ref_tanh(r64 *r) {
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = tanh(r->in[0][i]);
+}
+
+static void ref_clip(r64 *r) {
+    double lo = A(r, "min")->f, hi = A(r, "max")->f;
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) {
+        double v = r->in[0][i];
+        if (v < lo) v = lo;
+        if (v > hi) v = hi; /* after the min: with min > max everything becomes max */
+        r->out[i] = v;
+    }
+}
+
+/* Offset in `in` of element e of `full`, numpy broadcasting (right-aligned). */
+static int64_t bcast_off(const prt_shape *full, const prt_shape *in, int64_t e) {
+    int64_t off = 0, stride = 1;
+    for (int i = full->ndim - 1; i >= 0; i--) {
+        int64_t idx = e % full->d[i];
+        e /= full->d[i];
+        int k = i - (full->ndim - in->ndim);
+        if (k < 0) continue;
+        if (in->d[k] != 1) off += idx * stride;
+        stride *= in->d[k];
+    }
+    return off;
+}
+
+static void ref_binary(r64 *r) {
+    const char *op = r->s->name;
+    for (int64_t e = 0; e < numel(&r->out_shape); e++) {
+        double a = r->in[0][bcast_off(&r->out_shape, &r->shape[0], e)];
+        double b = r->in[1][bcast_off(&r->out_shape, &r->shape[1], e)];
+        r->out[e] = !strcmp(op, "mul") ? a * b : !strcmp(op, "sub") ? a - b : a / b;
+    }
+}
+
+static void ref_matmul(r64 *r) {
+    const prt_shape *a = &r->shape[0], *b = &r->shape[1];
+    /* promote 1-D operands, as numpy does */
+    prt_shape pa = *a, pb = *b;
+    if (a->ndim == 1) pa = SH(2, 1, a->d[0], 0, 0);
+    if (b->ndim == 1) pb = SH(2, b->d[0], 1, 0, 0);
+    int64_t M = pa.d[pa.ndim - 2], K = pa.d[pa.ndim - 1], N = pb.d[pb.ndim - 1];
+    /* the output's batch shape: both batch shapes broadcast */
+    int nb = (pa.ndim > pb.ndim ? pa.ndim : pb.ndim) - 2;
+    prt_shape bo = {.ndim = nb}, ba = {.ndim = pa.ndim - 2}, bb = {.ndim = pb.ndim - 2};
+    for (int i = 0; i < ba.ndim; i++) ba.d[i] = pa.d[i];
+    for (int i = 0; i < bb.ndim; i++) bb.d[i] = pb.d[i];
+    for (int i = 0; i < nb; i++) {
+        int ia = i - (nb - ba.ndim), ib = i - (nb - bb.ndim);
+        int64_t da = ia >= 0 ? ba.d[ia] : 1, db = ib >= 0 ? bb.d[ib] : 1;
+        bo.d[i] = da > db ? da : db;
+    }
+    for (int64_t e = 0; e < numel(&bo); e++) {
+        const double *am = r->in[0] + bcast_off(&bo, &ba, e) * M * K, *bm = r->in[1] + bcast_off(&bo, &bb, e) * K * N;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++) s += am[i * K + k] * bm[k * N + j];
+                r->out[(e * M + i) * N + j] = s;
+            }
+    }
+}
+
+static void ref_transpose(r64 *r) {
+    const prt_shape *x = &r->shape[0];
+    const prt_attr *p = A(r, "perm");
+    int perm[8];
+    for (int i = 0; i < x->ndim; i++) perm[i] = p->n ? (int)p->i[i] : x->ndim - 1 - i;
+    int64_t xst[8], s = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        xst[i] = s;
+        s *= x->d[i];
+    }
+    for (int64_t e = 0; e < numel(&r->out_shape); e++) {
+        int64_t rem = e, off = 0;
+        for (int i = x->ndim - 1; i >= 0; i--) {
+            off += (rem % x->d[perm[i]]) * xst[perm[i]];
+            rem /= x->d[perm[i]];
+        }
+        r->out[e] = r->in[0][off];
+    }
+}
+
+static void ref_copy(r64 *r) {
+    for (int64_t i = 0; i < numel(&r->out_shape); i++) r->out[i] = r->in[0][i];
+}
+
+/* ONNX Pad by its definition: output index o along a dim reads input o - begin,
+ * mirrored (reflect) or clamped (edge) back inside, or the constant. */
+static void ref_pad(r64 *r) {
+    const prt_shape *x = &r->shape[0], *y = &r->out_shape;
+    const prt_attr *p = A(r, "pads");
+    const char *mode = A(r, "mode")->s;
+    double value = A(r, "value")->f;
+    for (int64_t e = 0; e < numel(y); e++) {
+        int64_t rem = e, off = 0, stride = 1;
+        bool inside = true;
+        for (int i = y->ndim - 1; i >= 0; i--) {
+            int64_t o = rem % y->d[i], k = o - p->i[i], d = x->d[i];
+            rem /= y->d[i];
+            if (k < 0 || k >= d) {
+                if (!strcmp(mode, "edge")) k = k < 0 ? 0 : d - 1;
+                else if (!strcmp(mode, "reflect")) k = k < 0 ? -k : 2 * d - 2 - k;
+                else inside = false;
+            }
+            off += k * stride;
+            stride *= d;
+        }
+        r->out[e] = inside ? r->in[0][off] : value;
+    }
+}
+
+static void ref_global_avgpool(r64 *r) {
+    const prt_shape *x = &r->shape[0];
+    int64_t plane = x->d[2] * x->d[3];
+    for (int64_t p = 0; p < x->d[0] * x->d[1]; p++) {
+        double s = 0;
+        for (int64_t i = 0; i < plane; i++) s += r->in[0][p * plane + i];
+        r->out[p] = s / (double)plane;
+    }
+}
+
 static void (*ref_for(const char *op))(r64 *) {
     static const struct { const char *name; void (*fn)(r64 *); } t[] = {
         {"conv", ref_conv},     {"batchnorm", ref_batchnorm}, {"relu", ref_relu},     {"maxpool", ref_pool},
         {"avgpool", ref_pool},  {"concat", ref_concat},       {"add", ref_add},       {"scale", ref_scale},
         {"linear", ref_linear}, {"softmax", ref_softmax},     {"dropout", ref_dropout}, {"flatten", ref_flatten},
+        {"sigmoid", ref_sigmoid}, {"tanh", ref_tanh}, {"clip", ref_clip}, {"mul", ref_binary}, {"sub", ref_binary},
+        {"div", ref_binary}, {"matmul", ref_matmul}, {"transpose", ref_transpose}, {"reshape", ref_copy},
+        {"pad", ref_pad}, {"global_avgpool", ref_global_avgpool},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(t[i].name, op)) return t[i].fn;
@@ -506,9 +772,22 @@ static void compare(const char *what, const float *got, const double *want, int6
 
 /* Runs one case through the float64 reference, .ref and .fast (and in place,
  * and every conv layout); returns the number of comparisons made. */
+static int check_case_attrs(prt_context *ctx, const prt_op_schema *s, const tcase *tc, const prt_attr *attrs,
+                            uint64_t seed);
 static int check_case(prt_context *ctx, const prt_op_schema *s, const tcase *tc, uint64_t seed) {
+    return check_case_attrs(ctx, s, tc, NULL, seed);
+}
+
+/* attrs: the node's attributes in schema order, for values a tcase cannot
+ * hold (strings, more than 4 ints); NULL: the tcase's. */
+static int check_case_attrs(prt_context *ctx, const prt_op_schema *s, const tcase *tc, const prt_attr *attrs,
+                            uint64_t seed) {
     prepared p;
     prt_status st = infer(ctx, s, tc, &p);
+    if (attrs) {
+        memcpy(p.attrs, attrs, (size_t)s->n_attrs * sizeof *attrs);
+        st = s->infer(&p.ic);
+    }
     ck_assert_msg(st == PRT_OK, "%s %s: %s", s->name, tc->what, prt_last_error(ctx));
     int n = 0;
     prt_shape shapes[MAX_IN + 4];
@@ -530,6 +809,7 @@ static int check_case(prt_context *ctx, const prt_op_schema *s, const tcase *tc,
             if (positive) v = 0.1 + fabs(v);
             if (tc->negative) v = -0.5 - fabs(v);
             if (!strcmp(s->name, "softmax")) v *= 8; /* exercise the max subtraction */
+            if (!strcmp(s->name, "sigmoid") || !strcmp(s->name, "tanh")) v *= 12; /* saturation */
             init[k][i] = (float)v;
         }
     }
@@ -551,7 +831,9 @@ static int check_case(prt_context *ctx, const prt_op_schema *s, const tcase *tc,
     int layouts[3] = {PRT_CONV_AUTO, PRT_CONV_PLAIN, PRT_CONV_BLOCKED};
     int n_layouts = !strcmp(s->name, "conv") ? 3 : 1;
     int checks = 0;
-    for (int variant = 0; variant < 2 + n_layouts + (s->inplace_in >= 0 ? 2 : 0); variant++) {
+    /* in place only where the output fits the input (not a broadcast operand) */
+    bool inplace = s->inplace_in >= 0 && numel(&shapes[s->inplace_in]) == on;
+    for (int variant = 0; variant < 2 + n_layouts + (inplace ? 2 : 0); variant++) {
         run_opts o = {.training = tc->training, .key = key, .step = step, .workspace = true};
         const char *vname;
         if (variant == 0) {
@@ -872,6 +1154,172 @@ START_TEST(test_kernel_errors) {
 }
 END_TEST
 
+/* ---- attributes a tcase cannot hold: strings and up to 8 ints ------------- */
+
+static prt_shape shp(int nd, const int64_t *d) { return prt_shape_make(nd, d); }
+
+static void set_ints(prt_attr *a, int n, const int64_t *v) {
+    a->n = n;
+    a->set = true;
+    for (int i = 0; i < n; i++) a->i[i] = v[i];
+}
+
+START_TEST(test_wide_attrs) {
+    prt_context *ctx = tu_context();
+    const prt_op_schema *pad = prt_op_find(ctx->ops, "pad", NULL), *tp = prt_op_find(ctx->ops, "transpose", NULL),
+                        *rs = prt_op_find(ctx->ops, "reshape", NULL);
+    int idx = 0;
+    tcase tc;
+    prt_attr a[4];
+    /* pad: every mode on 2-D and 4-D inputs (8 pads), crops mixed in */
+    static const struct { const char *mode; int nd; int64_t d[4], pads[8]; } pc[] = {
+        {"reflect", 2, {5, 6}, {1, 2, 3, 5}},
+        {"edge", 2, {5, 6}, {4, 0, 1, 7}},
+        {"constant", 4, {2, 3, 4, 5}, {0, 1, 2, 3, 0, 0, 1, 2}},
+        {"reflect", 4, {2, 3, 4, 5}, {0, 0, 3, 4, 0, 0, 2, 1}},
+        {"edge", 4, {2, 3, 4, 5}, {0, 1, 2, 2, 0, 1, 3, 1}},
+        {"reflect", 4, {2, 3, 4, 5}, {0, 0, -1, 2, 0, 0, 1, -2}},
+        {"edge", 4, {1, 2, 1, 1}, {0, 0, 2, 3, 0, 0, 1, 4}},
+        {"reflect", 4, {2, 16, 40, 300}, {0, 0, 3, 7, 0, 0, 3, 7}},
+        {"constant", 4, {2, 16, 40, 300}, {0, 0, 3, -7, 0, 0, 3, 7}},
+    };
+    for (size_t k = 0; k < sizeof pc / sizeof pc[0]; k++) {
+        int n = 0;
+        tcase *cs = &tc;
+        prt_shape in = shp(pc[k].nd, pc[k].d);
+        add_case(cs, &n, pc[k].mode, 1, &in, NULL, 0);
+        prt_attrs_default(pad, a);
+        set_ints(&a[prt_op_attr_index(pad, "pads")], 2 * pc[k].nd, pc[k].pads);
+        a[prt_op_attr_index(pad, "mode")].s = pc[k].mode;
+        a[prt_op_attr_index(pad, "value")].f = -0.75;
+        ck_assert_int_ge(check_case_attrs(ctx, pad, &tc, a, 500 + (uint64_t)idx++), 2);
+    }
+    /* transpose and reshape beyond 4 dims */
+    static const struct { int nd; int64_t d[8], perm[8]; } tc5[] = {
+        {5, {2, 3, 4, 2, 3}, {0, 4, 1, 3, 2}},
+        {6, {2, 1, 3, 2, 2, 3}, {5, 4, 3, 2, 1, 0}},
+        {8, {2, 1, 2, 1, 3, 2, 1, 2}, {0, 7, 6, 5, 4, 3, 2, 1}},
+    };
+    for (size_t k = 0; k < sizeof tc5 / sizeof tc5[0]; k++) {
+        int n = 0;
+        tcase *cs = &tc;
+        prt_shape in = shp(tc5[k].nd, tc5[k].d);
+        add_case(cs, &n, "wide transpose", 1, &in, NULL, 0);
+        prt_attrs_default(tp, a);
+        set_ints(&a[0], tc5[k].nd, tc5[k].perm);
+        ck_assert_int_ge(check_case_attrs(ctx, tp, &tc, a, 600 + (uint64_t)k), 2);
+    }
+    {
+        int n = 0;
+        tcase *cs = &tc;
+        prt_shape in = SH4(2, 3, 4, 10);
+        add_case(cs, &n, "wide reshape", 1, &in, NULL, 0);
+        prt_attrs_default(rs, a);
+        set_ints(&a[0], 8, (const int64_t[]){0, 3, 2, 1, 2, -1, 1, 5});
+        ck_assert_int_ge(check_case_attrs(ctx, rs, &tc, a, 700), 2);
+    }
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+/* Shape errors of the ONNX-facing ops, word for word. */
+static const char *infer_msg(prt_context *ctx, const char *op, int n_in, const prt_shape *in, const prt_attr *attrs) {
+    const prt_op_schema *s = prt_op_find(ctx->ops, op, NULL);
+    ck_assert_ptr_nonnull(s);
+    tcase tc;
+    int n = 0;
+    add_case(&tc, &n, "err", n_in, in, NULL, 0);
+    prepared p;
+    infer(ctx, s, &tc, &p);
+    if (attrs) memcpy(p.attrs, attrs, (size_t)s->n_attrs * sizeof *attrs);
+    prt_status st = s->infer(&p.ic);
+    ck_assert_msg(st == PRT_ERR_SHAPE, "%s: status %d, not a shape error", op, st);
+    return prt_last_error(ctx);
+}
+
+START_TEST(test_onnx_op_shape_errors) {
+    prt_context *ctx = tu_context();
+    prt_attr a[4];
+    const prt_op_schema *s;
+    ck_assert_str_eq(infer_msg(ctx, "mul", 2, (prt_shape[]){SH4(2, 3, 4, 5), SH(2, 3, 4, 0, 0)}, NULL),
+                     "layer 't' (mul): cannot broadcast [2, 3, 4, 5] with [3, 4]: dimension 2 (counted from the last) "
+                     "is 4 against 3");
+    ck_assert_str_eq(infer_msg(ctx, "matmul", 2, (prt_shape[]){SH(2, 3, 4, 0, 0), SH(2, 5, 6, 0, 0)}, NULL),
+                     "layer 't' (matmul): [3, 4] @ [5, 6]: a has 4 columns but b has 5 rows");
+    ck_assert_str_eq(infer_msg(ctx, "matmul", 2, (prt_shape[]){SH(3, 2, 3, 4, 0), SH(3, 3, 4, 5, 0)}, NULL),
+                     "layer 't' (matmul): [2, 3, 4] @ [3, 4, 5]: batch dims do not broadcast (2 against 3)");
+    ck_assert_str_eq(infer_msg(ctx, "matmul", 2, (prt_shape[]){SH(0, 0, 0, 0, 0), SH(1, 3, 0, 0, 0)}, NULL),
+                     "layer 't' (matmul): needs inputs of rank 1 or more, got [] and [3]");
+    ck_assert_str_eq(infer_msg(ctx, "global_avgpool", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, NULL),
+                     "layer 't' (global_avgpool): expects an input [N, C, H, W], got [3, 4]");
+    s = prt_op_find(ctx->ops, "transpose", NULL);
+    prt_attrs_default(s, a);
+    set_ints(&a[0], 3, (const int64_t[]){0, 2, 1});
+    ck_assert_str_eq(infer_msg(ctx, "transpose", 1, (prt_shape[]){SH4(2, 3, 4, 5)}, a),
+                     "layer 't' (transpose): perm has 3 values but the input has 4 dimensions");
+    set_ints(&a[0], 4, (const int64_t[]){0, 2, 2, 1});
+    ck_assert_str_eq(infer_msg(ctx, "transpose", 1, (prt_shape[]){SH4(2, 3, 4, 5)}, a),
+                     "layer 't' (transpose): perm is not a permutation of 0..3: value 2 at position 2");
+    s = prt_op_find(ctx->ops, "reshape", NULL);
+    prt_attrs_default(s, a);
+    set_ints(&a[0], 2, (const int64_t[]){7, -1});
+    ck_assert_str_eq(infer_msg(ctx, "reshape", 1, (prt_shape[]){SH4(2, 3, 4, 5)}, a),
+                     "layer 't' (reshape): cannot infer the -1 at position 1: the input [2, 3, 4, 5] has 120 elements, "
+                     "not a multiple of 7");
+    set_ints(&a[0], 3, (const int64_t[]){-1, 4, -1});
+    ck_assert_str_eq(infer_msg(ctx, "reshape", 1, (prt_shape[]){SH4(2, 3, 4, 5)}, a),
+                     "layer 't' (reshape): shape has more than one -1 (positions 0 and 2)");
+    set_ints(&a[0], 2, (const int64_t[]){2, 61});
+    ck_assert_str_eq(infer_msg(ctx, "reshape", 1, (prt_shape[]){SH4(2, 3, 4, 5)}, a),
+                     "layer 't' (reshape): cannot reshape [2, 3, 4, 5] (120 elements) to [2, 61] (122 elements)");
+    set_ints(&a[0], 3, (const int64_t[]){0, 0, 0});
+    ck_assert_str_eq(infer_msg(ctx, "reshape", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (reshape): shape value 0 at position 2 copies an input dim, but the input [3, 4] has 2");
+    set_ints(&a[0], 2, (const int64_t[]){-2, 6});
+    ck_assert_str_eq(infer_msg(ctx, "reshape", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (reshape): shape value -2 at position 0 is negative");
+    s = prt_op_find(ctx->ops, "pad", NULL);
+    prt_attrs_default(s, a);
+    set_ints(&a[0], 2, (const int64_t[]){1, 1});
+    ck_assert_str_eq(infer_msg(ctx, "pad", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (pad): pads has 2 values but the input [3, 4] needs 4 (a begin and an end per dim)");
+    set_ints(&a[0], 4, (const int64_t[]){0, -3, 0, -1});
+    ck_assert_str_eq(infer_msg(ctx, "pad", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (pad): pads -3 and -1 leave dim 1 of the input [3, 4] with 0 elements");
+    set_ints(&a[0], 4, (const int64_t[]){0, 4, 0, 1});
+    a[1].s = "reflect";
+    ck_assert_str_eq(infer_msg(ctx, "pad", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (pad): mode reflect pads dim 1 of the input [3, 4] by 4 and 1; each must be below the "
+                     "dim's size 4");
+    a[1].s = "wrap";
+    ck_assert_str_eq(infer_msg(ctx, "pad", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (pad): mode 'wrap' is not one of constant, reflect, edge");
+    set_ints(&a[0], 4, (const int64_t[]){0, INT64_MAX, 0, 1});
+    a[1].s = "constant";
+    ck_assert_str_eq(infer_msg(ctx, "pad", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (pad): pads 9223372036854775807 and 1 on dim 1 overflow");
+    s = prt_op_find(ctx->ops, "clip", NULL);
+    prt_attrs_default(s, a);
+    a[0].f = NAN;
+    ck_assert_str_eq(infer_msg(ctx, "clip", 1, (prt_shape[]){SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (clip): min and max must be numbers, got nan and inf");
+    /* the backward ops check dy against the forward shapes */
+    ck_assert_str_eq(infer_msg(ctx, "reduce_to", 2, (prt_shape[]){SH(2, 3, 4, 0, 0), SH(2, 2, 1, 0, 0)}, NULL),
+                     "layer 't' (reduce_to): cannot sum [3, 4] down to [2, 1]: [2, 1] does not broadcast to [3, 4]");
+    ck_assert_str_eq(infer_msg(ctx, "matmul_bwd_a", 3,
+                               (prt_shape[]){SH(2, 3, 4, 0, 0), SH(2, 3, 5, 0, 0), SH(2, 5, 6, 0, 0)}, NULL),
+                     "layer 't' (matmul_bwd_a): gradient dy has shape [3, 4] but the product has [3, 6]");
+    ck_assert_str_eq(infer_msg(ctx, "sigmoid_bwd", 2, (prt_shape[]){SH(2, 3, 4, 0, 0), SH(2, 3, 5, 0, 0)}, NULL),
+                     "layer 't' (sigmoid_bwd): gradient dy has shape [3, 4] but the sigmoid output y has [3, 5]");
+    s = prt_op_find(ctx->ops, "pad_bwd", NULL);
+    prt_attrs_default(s, a);
+    set_ints(&a[0], 4, (const int64_t[]){0, 1, 0, 1});
+    ck_assert_str_eq(infer_msg(ctx, "pad_bwd", 2, (prt_shape[]){SH(2, 3, 4, 0, 0), SH(2, 3, 4, 0, 0)}, a),
+                     "layer 't' (pad_bwd): gradient dy has shape [3, 4] but padding the input [3, 4] gives [3, 6]");
+    prt_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *suite(int n_ops) {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("kernels");
@@ -880,6 +1328,8 @@ static Suite *suite(int n_ops) {
     tcase_add_test(tc, test_dropout_reproducible);
     tcase_add_test(tc, test_batchnorm_training_stats);
     tcase_add_test(tc, test_kernel_errors);
+    tcase_add_test(tc, test_wide_attrs);
+    tcase_add_test(tc, test_onnx_op_shape_errors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -931,6 +931,224 @@ START_TEST(test_batchnorm_grad_e2e) {
 }
 END_TEST
 
+/* ---- backward ops of the ONNX-facing ops ------------------------------------ */
+
+/* Offset in `in` of element e of `full` under numpy broadcasting (right-aligned). */
+static int64_t bc_off(const prt_shape *full, const prt_shape *in, int64_t e) {
+    int64_t off = 0, stride = 1;
+    for (int i = full->ndim - 1; i >= 0; i--) {
+        int64_t idx = e % full->d[i];
+        e /= full->d[i];
+        int k = i - (full->ndim - in->ndim);
+        if (k < 0) continue;
+        if (in->d[k] != 1) off += idx * stride;
+        stride *= in->d[k];
+    }
+    return off;
+}
+
+static prt_shape shp(int nd, const int64_t *d) { return prt_shape_make(nd, d); }
+
+START_TEST(test_reduce_to_kernels) {
+    prt_context *ctx = tu_context();
+    static const struct { int nx, nl; int64_t x[4], l[4]; } t[] = {
+        {4, 4, {2, 3, 4, 5}, {1, 3, 1, 1}}, {4, 1, {2, 3, 4, 5}, {5}},       {4, 4, {2, 3, 4, 5}, {2, 3, 4, 5}},
+        {2, 0, {3, 4}, {0}},                {3, 3, {2, 3, 4}, {2, 1, 4}},    {3, 2, {6, 1, 5}, {1, 1}},
+        {4, 3, {2, 3, 4, 5}, {3, 1, 5}},    {4, 4, {4, 64, 33, 35}, {1, 64, 1, 1}}, /* large: threads */
+        {2, 2, {300, 400}, {300, 1}},
+    };
+    rng r = {0x5e7};
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        opcall oc;
+        op_init(ctx, &oc, "reduce_to");
+        oc.n_in = 2;
+        oc.in[0] = shp(t[k].nx, t[k].x);
+        oc.in[1] = shp(t[k].nl, t[k].l);
+        ck_assert_msg(op_infer(ctx, &oc) == PRT_OK, "%s", prt_last_error(ctx));
+        ck_assert(prt_shape_eq(&oc.out[0], &oc.in[1]));
+        int64_t nx = numel(&oc.in[0]), nl = numel(&oc.in[1]);
+        float *x = randf(&r, nx, -1, 1), *like = randf(&r, nl, -1, 1), *got = malloc((size_t)nl * sizeof(float));
+        double *want = calloc((size_t)nl, sizeof(double));
+        for (int64_t e = 0; e < nx; e++) want[bc_off(&oc.in[0], &oc.in[1], e)] += x[e];
+        float *in[2] = {x, like};
+        for (int mode = RUN_REF; mode <= RUN_FAST; mode++) {
+            op_run(ctx, &oc, in, &got, mode);
+            char what[128];
+            snprintf(what, sizeof what, "reduce_to %s (case %zu)", run_name[mode], k);
+            compare(what, got, want, nl, RTOL);
+        }
+        free(x), free(like), free(got), free(want);
+    }
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_matmul_bwd_kernels) {
+    prt_context *ctx = tu_context();
+    static const struct { int na, nb; int64_t a[4], b[4]; } t[] = {
+        {3, 2, {8, 3, 16}, {16, 5}},     /* one b: the folded path */
+        {3, 3, {2, 3, 4}, {2, 4, 5}},    {4, 3, {2, 1, 3, 4}, {3, 4, 2}}, {1, 3, {4}, {2, 4, 5}},
+        {3, 1, {2, 3, 4}, {4}},          {1, 1, {7}, {7}},                {3, 3, {1, 3, 4}, {2, 4, 5}},
+        {2, 2, {64, 256}, {256, 100}},   {2, 3, {3, 4}, {5, 4, 2}},
+    };
+    rng r = {0x3a7};
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        prt_shape as = shp(t[k].na, t[k].a), bs = shp(t[k].nb, t[k].b);
+        opcall fw;
+        op_init(ctx, &fw, "matmul");
+        fw.n_in = 2;
+        fw.in[0] = as;
+        fw.in[1] = bs;
+        ck_assert_msg(op_infer(ctx, &fw) == PRT_OK, "%s", prt_last_error(ctx));
+        prt_shape ys = fw.out[0];
+        /* the float64 gradients, from numpy's definition with promoted 1-D operands */
+        prt_shape pa = as.ndim == 1 ? shp(2, (int64_t[]){1, as.d[0]}) : as;
+        prt_shape pb = bs.ndim == 1 ? shp(2, (int64_t[]){bs.d[0], 1}) : bs;
+        int64_t M = pa.d[pa.ndim - 2], K = pa.d[pa.ndim - 1], N = pb.d[pb.ndim - 1];
+        prt_shape ba = {.ndim = pa.ndim - 2}, bb = {.ndim = pb.ndim - 2}, bo = {.ndim = ys.ndim - (as.ndim > 1) - (bs.ndim > 1)};
+        for (int i = 0; i < ba.ndim; i++) ba.d[i] = pa.d[i];
+        for (int i = 0; i < bb.ndim; i++) bb.d[i] = pb.d[i];
+        for (int i = 0; i < bo.ndim; i++) bo.d[i] = ys.d[i];
+        int64_t na = numel(&as), nb = numel(&bs), ny = numel(&ys);
+        float *a = randf(&r, na, -1, 1), *b = randf(&r, nb, -1, 1), *dy = randf(&r, ny, -1, 1);
+        double *wa = calloc((size_t)na, sizeof(double)), *wb = calloc((size_t)nb, sizeof(double));
+        for (int64_t e = 0; e < numel(&bo); e++) {
+            int64_t oa = bc_off(&bo, &ba, e) * M * K, ob = bc_off(&bo, &bb, e) * K * N;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double g = dy[(e * M + i) * N + j];
+                    for (int64_t q = 0; q < K; q++) {
+                        wa[oa + i * K + q] += g * b[ob + q * N + j];
+                        wb[ob + q * N + j] += g * a[oa + i * K + q];
+                    }
+                }
+        }
+        for (int which = 0; which < 2; which++) {
+            opcall oc;
+            op_init(ctx, &oc, which ? "matmul_bwd_b" : "matmul_bwd_a");
+            oc.n_in = 3;
+            oc.in[0] = ys;
+            oc.in[1] = as;
+            oc.in[2] = bs;
+            ck_assert_msg(op_infer(ctx, &oc) == PRT_OK, "%s", prt_last_error(ctx));
+            ck_assert(prt_shape_eq(&oc.out[0], which ? &bs : &as));
+            int64_t n = which ? nb : na;
+            float *got = malloc((size_t)(n ? n : 1) * sizeof(float)), *in[3] = {dy, a, b};
+            for (int mode = RUN_REF; mode <= RUN_FAST; mode++) {
+                op_run(ctx, &oc, in, &got, mode);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s (case %zu)", oc.s->name, run_name[mode], k);
+                compare(what, got, which ? wb : wa, n, RTOL);
+            }
+            free(got);
+        }
+        free(a), free(b), free(dy), free(wa), free(wb);
+    }
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_pad_bwd_kernels) {
+    prt_context *ctx = tu_context();
+    static const struct { const char *mode; int nd; int64_t d[4], pads[8]; } t[] = {
+        {"constant", 2, {5, 6}, {1, 2, 3, 0}},        {"reflect", 2, {5, 6}, {1, 2, 3, 5}},
+        {"edge", 2, {5, 6}, {4, 0, 1, 7}},            {"constant", 2, {5, 6}, {-1, 0, 2, -2}},
+        {"reflect", 4, {2, 3, 4, 5}, {0, 0, 3, 4, 0, 0, 2, 1}},
+        {"edge", 4, {2, 3, 4, 5}, {0, 1, 2, 2, 0, 1, 3, 1}},
+        {"edge", 4, {1, 2, 1, 1}, {0, 0, 2, 3, 0, 0, 1, 4}},
+        {"reflect", 4, {2, 3, 4, 5}, {0, 0, -1, 2, 0, 0, 1, -2}},
+        {"reflect", 4, {2, 16, 40, 300}, {0, 0, 3, 7, 0, 0, 3, 7}},
+    };
+    rng r = {0x9ad};
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        prt_shape xs = shp(t[k].nd, t[k].d);
+        opcall fw;
+        op_init(ctx, &fw, "pad");
+        fw.n_in = 1;
+        fw.in[0] = xs;
+        set_ints(fw.s, fw.attrs, "pads", 2 * t[k].nd, t[k].pads);
+        vt_attr(fw.s, fw.attrs, "mode")->s = t[k].mode;
+        ck_assert_msg(op_infer(ctx, &fw) == PRT_OK, "%s", prt_last_error(ctx));
+        prt_shape ys = fw.out[0];
+        opcall oc;
+        op_init(ctx, &oc, "pad_bwd");
+        memcpy(oc.attrs, fw.attrs, sizeof oc.attrs);
+        oc.n_in = 2;
+        oc.in[0] = ys;
+        oc.in[1] = xs;
+        ck_assert_msg(op_infer(ctx, &oc) == PRT_OK, "%s", prt_last_error(ctx));
+        int64_t nx = numel(&xs), ny = numel(&ys);
+        float *dy = randf(&r, ny, -1, 1), *x = randf(&r, nx, -1, 1), *got = malloc((size_t)nx * sizeof(float));
+        double *want = calloc((size_t)nx, sizeof(double));
+        for (int64_t e = 0; e < ny; e++) {
+            int64_t rem = e, off = 0, stride = 1;
+            bool inside = true;
+            for (int i = ys.ndim - 1; i >= 0; i--) {
+                int64_t q = rem % ys.d[i] - t[k].pads[i], d = xs.d[i];
+                rem /= ys.d[i];
+                if (q < 0 || q >= d) {
+                    if (!strcmp(t[k].mode, "edge")) q = q < 0 ? 0 : d - 1;
+                    else if (!strcmp(t[k].mode, "reflect")) q = q < 0 ? -q : 2 * d - 2 - q;
+                    else inside = false;
+                }
+                off += q * stride;
+                stride *= d;
+            }
+            if (inside) want[off] += dy[e];
+        }
+        float *in[2] = {dy, x};
+        for (int mode = RUN_REF; mode <= RUN_FAST; mode++) {
+            op_run(ctx, &oc, in, &got, mode);
+            char what[128];
+            snprintf(what, sizeof what, "pad_bwd %s (case %zu, %s)", run_name[mode], k, t[k].mode);
+            compare(what, got, want, nx, RTOL);
+        }
+        free(dy), free(x), free(got), free(want);
+    }
+    prt_context_destroy(ctx);
+}
+END_TEST
+
+/* sigmoid_bwd, tanh_bwd and clip_bwd from the forward output y */
+START_TEST(test_activation_bwd_kernels) {
+    prt_context *ctx = tu_context();
+    const prt_shape shapes[] = {shp(2, (int64_t[]){3, 7}), prt_shape4(4, 64, 33, 35)};
+    rng r = {0xac7};
+    for (int op = 0; op < 3; op++) {
+        const char *name = op == 0 ? "sigmoid_bwd" : op == 1 ? "tanh_bwd" : "clip_bwd";
+        for (size_t k = 0; k < 2; k++) {
+            opcall oc;
+            op_init(ctx, &oc, name);
+            oc.n_in = 2;
+            oc.in[0] = oc.in[1] = shapes[k];
+            if (op == 2) {
+                vt_attr(oc.s, oc.attrs, "min")->f = -0.25;
+                vt_attr(oc.s, oc.attrs, "max")->f = 0.5;
+            }
+            ck_assert_msg(op_infer(ctx, &oc) == PRT_OK, "%s", prt_last_error(ctx));
+            int64_t n = numel(&shapes[k]);
+            float *dy = randf(&r, n, -1, 1), *y = randf(&r, n, op == 0 ? 0 : -1, 1), *got = malloc((size_t)n * 4);
+            if (op == 2)
+                for (int64_t i = 0; i < n; i++) y[i] = y[i] < -0.25f ? -0.25f : y[i] > 0.5f ? 0.5f : y[i];
+            double *want = malloc((size_t)n * sizeof(double));
+            for (int64_t i = 0; i < n; i++) {
+                double g = dy[i], v = y[i];
+                want[i] = op == 0 ? g * v * (1 - v) : op == 1 ? g * (1 - v * v) : (v > -0.25 && v < 0.5 ? g : 0);
+            }
+            float *in[2] = {dy, y};
+            for (int mode = RUN_REF; mode <= RUN_FAST; mode++) {
+                op_run(ctx, &oc, in, &got, mode);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s (shape %zu)", name, run_name[mode], k);
+                compare(what, got, want, n, RTOL);
+            }
+            free(dy), free(y), free(got), free(want);
+        }
+    }
+    prt_context_destroy(ctx);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("ops_bwd");
     TCase *tc = tcase_create("kernels");
@@ -944,6 +1162,10 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_schemas);
     tcase_add_test(tc, test_flops);
     tcase_add_test(tc, test_shape_errors);
+    tcase_add_test(tc, test_reduce_to_kernels);
+    tcase_add_test(tc, test_matmul_bwd_kernels);
+    tcase_add_test(tc, test_pad_bwd_kernels);
+    tcase_add_test(tc, test_activation_bwd_kernels);
     suite_add_tcase(s, tc);
     TCase *tg = tcase_create("builders");
     tcase_set_timeout(tg, 120);

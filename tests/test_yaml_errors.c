@@ -165,9 +165,12 @@ static const ecase cases[] = {
      "net.yaml:4:39: layer 'conv_0': attribute 'stride' must be at least 1, found 0"},
     {"negative pad item", H "layers:\n  - conv: {out: 4, kernel: 3, pad: [1, -1]}\n", 0, PRT_ERR_SCHEMA,
      "net.yaml:4:40: layer 'conv_0': attribute 'pad': item 2 must be at least 0, found -1"},
-    {"kernel list too long", H "layers:\n  - conv: {out: 4, kernel: [1, 2, 3, 4, 5]}\n", 0, PRT_ERR_SCHEMA,
-     "net.yaml:4:28: layer 'conv_0': attribute 'kernel' expects an integer or a list of 1 to 4 integers, found a "
-     "list of 5"},
+    {"kernel list too long", H "layers:\n  - conv: {out: 4, kernel: [1, 2, 3, 4, 5, 6, 7, 8, 9]}\n", 0,
+     PRT_ERR_SCHEMA,
+     "net.yaml:4:28: layer 'conv_0': attribute 'kernel' expects an integer or a list of 1 to 8 integers, found a "
+     "list of 9"},
+    {"kernel list too long for conv", H "layers:\n  - conv: {out: 4, kernel: [1, 2, 3, 4, 5]}\n", 0, PRT_ERR_SHAPE,
+     "net.yaml:4:5: layer 'conv_0' (conv): kernel takes 1 or 2 values, got 5"},
     {"kernel item text", H "layers:\n  - conv: {out: 4, kernel: [3, x]}\n", 0, PRT_ERR_SCHEMA,
      "net.yaml:4:32: layer 'conv_0': attribute 'kernel': item 2 must be an integer, found string 'x'"},
     {"two op keys", H "layers:\n  - conv: {out: 4, kernel: 3}\n    relu:\n", 0, PRT_ERR_SCHEMA,
@@ -364,7 +367,7 @@ static const ecase cases[] = {
     {"share ops unknown op",
      H "modules:\n  m: {layers: [conv: {out: 3, kernel: 1}]}\nlayers:\n  - m:\n  - m:\n"
        "    share: {with: m_0, ops: [cnv]}\n",
-     0, PRT_ERR_SCHEMA, "net.yaml:8:30: layer 'm_1': share: unknown op 'cnv' (nearest: conv)"},
+     0, PRT_ERR_SCHEMA, "net.yaml:8:30: layer 'm_1': share: unknown op 'cnv' (nearest: conv, div)"},
     {"share with a module of another shape",
      H "modules:\n  m: {layers: [conv: {out: 3, kernel: 1}]}\n  n: {layers: [relu: , conv: {out: 3, kernel: 1}]}\n"
        "layers:\n  - m:\n  - n:\n    share: m_0\n",

@@ -33,6 +33,8 @@ int cli_fail(const char *cmd, prt_context *ctx, prt_status st);
 prt_status cli_context(bool verbose, prt_context **out);
 /* Loads the network named on the command line. */
 prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
+/* .onnx: its initializers into vm (after prt_vm_create); YAML: nothing. */
+prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm);
 
 /* ---- memory: cmd_plan.c ------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 /* `parrots run`: forward on a batch of random or given input, with a summary of
  * the output and the timing. */
 #include "frontends/cli/cli_impl.h"
+#include "frontends/program_file_api.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -60,10 +61,10 @@ static void summarise(const prt_tensor *t, const char *name) {
 
 int cli_run(int argc, char **argv) {
     bool verbose = false, reference = false;
-    long long batch = 1, iters = 10, warmup = 2, seed = 0;
+    long long batch = -1, iters = 10, warmup = 2, seed = 0;
     const char *input = NULL, *memory_limit = NULL;
     const cli_opt opts[] = {
-        {"--batch", CLI_INT, "N", "batch size (default 1)", &batch},
+        {"--batch", CLI_INT, "N", "batch size (default 1; a saved program's own, which it must equal)", &batch},
         {"--iters", CLI_INT, "K", "timed forward passes (default 10)", &iters},
         {"--warmup", CLI_INT, "W", "untimed passes first (default 2)", &warmup},
         {"--input", CLI_STRING, "FILE", "raw float32 input batch (default: random normal data)", &input},
@@ -76,11 +77,13 @@ int cli_run(int argc, char **argv) {
         {0},
     };
     const char *pos[1];
-    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] NET.yaml", opts, argc,
-                       argv, pos, 1, 1);
+    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] NET.yaml|PROGRAM.pb",
+                       opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
     size_t limit;
     if ((rc = cli_parse_memory_limit("run", memory_limit, &limit)) != CLI_OK) return rc;
+    bool given_batch = batch >= 0;
+    if (!given_batch) batch = 1;
     if (batch < 1 || iters < 1) {
         fprintf(stderr, "parrots run: --batch and --iters must be at least 1\n");
         return CLI_USAGE;
@@ -101,13 +104,35 @@ int cli_run(int argc, char **argv) {
         s = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
-    PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
+    /* a saved program (by its magic or name) runs without compiling */
+    size_t plen = strlen(pos[0]);
+    bool saved = prt_program_file_sniff(pos[0]) || (plen > 3 && !strcmp(pos[0] + plen - 3, ".pb"));
+    if (saved) {
+        PRT_CHECK_GOTO(prt_program_load(ctx, pos[0], &p), s, done);
+        if (prt_program_is_training(p)) {
+            s = prt_error(ctx, PRT_ERR_USAGE, "%s: program '%s' is a training step; run runs inference programs",
+                          pos[0], prt_program_name(p));
+            goto done;
+        }
+        if (given_batch && batch != prt_program_batch(p)) {
+            s = prt_error(ctx, PRT_ERR_USAGE, "%s: the program is compiled for batch %lld, not %lld (recompile it "
+                          "with parrots compile --batch %lld)", pos[0], (long long)prt_program_batch(p), batch, batch);
+            goto done;
+        }
+        batch = prt_program_batch(p);
+        fprintf(stderr, "loaded program %s (%d instructions, verified)\n", prt_program_name(p),
+                prt_program_n_instructions(p));
+    } else {
+        PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
+        PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
+    }
     if (cli_memory_check("run", ctx, p, limit) != CLI_OK) {
         over_limit = true;
         goto done;
     }
     PRT_CHECK_GOTO(prt_vm_create(ctx, p, prt_cpu_device(ctx), &vo, &vm), s, done);
+    /* an ONNX model's initializers; nothing for YAML networks and saved programs */
+    if (!saved) PRT_CHECK_GOTO(cli_load_weights(ctx, pos[0], vm), s, done);
     for (int i = 0; i < prt_vm_n_inputs(vm); i++) {
         prt_tensor *x = prt_vm_input(vm, i);
         int64_t n = prt_shape_count(&x->shape);
@@ -117,14 +142,14 @@ int cli_run(int argc, char **argv) {
             prt_rng_fill_normal(prt_hash_str("input", ctx->seed + (uint64_t)i), PRT_F32P(x), n, 0.0f, 1.0f);
     }
     fprintf(stderr, "running %s: batch %lld, %d instructions, %s kernels, %lld warm-up + %lld timed passes\n",
-            g->name, batch, prt_program_n_instructions(p), reference ? "reference" : "fast", warmup, iters);
+            prt_program_name(p), batch, prt_program_n_instructions(p), reference ? "reference" : "fast", warmup, iters);
     for (long long i = 0; i < warmup; i++) PRT_CHECK_GOTO(prt_vm_run(vm), s, done);
     for (long long i = 0; i < iters; i++) {
         double t0 = prt_now();
         PRT_CHECK_GOTO(prt_vm_run(vm), s, done);
         times[i] = prt_now() - t0;
     }
-    for (int i = 0; i < prt_vm_n_outputs(vm); i++) summarise(prt_vm_output(vm, i), g->values[g->outputs[i]].name);
+    for (int i = 0; i < prt_vm_n_outputs(vm); i++) summarise(prt_vm_output(vm, i), prt_program_output_name(p, i));
     qsort(times, (size_t)iters, sizeof *times, cmp_double);
     double med = times[iters / 2];
     printf("time      median %.3f ms, min %.3f ms per batch of %lld over %lld passes; %.1f images/s\n", 1e3 * med,

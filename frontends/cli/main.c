@@ -3,6 +3,11 @@
 
 #include <string.h>
 
+/* ONNX commands (frontends/cli/cmd_onnx_test.c, cmd_export.c, cmd_import.c) */
+int cli_onnx_test(int argc, char **argv);
+int cli_export(int argc, char **argv);
+int cli_import(int argc, char **argv);
+
 typedef struct cli_command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -17,6 +22,9 @@ static const cli_command commands[] = {
     {"train", cli_train, "train a network on a dataset (Fashion-MNIST by default)"},
     {"eval", cli_eval, "measure the test accuracy of trained weights"},
     {"plan", cli_plan, "plan the memory of a forward pass or training step without running it"},
+    {"export", cli_export, "write an inference network and its weights as an ONNX model"},
+    {"import", cli_import, "convert an ONNX model to a YAML network and a weights file"},
+    {"onnx-test", cli_onnx_test, "run ONNX backend test cases (model.onnx + test_data_set_*) and compare outputs"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -1,5 +1,6 @@
 /* Option parsing and the helpers every command shares. */
 #include "frontends/cli/cli_impl.h"
+#include "frontends/onnx/onnx_api.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -106,6 +107,24 @@ prt_status cli_context(bool verbose, prt_context **out) {
     return st;
 }
 
+static bool is_onnx(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && !strcmp(path + n - 5, ".onnx");
+}
+
+/* A path ending in .onnx is an ONNX model; anything else a YAML network. */
 prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out) {
+    if (is_onnx(path)) return prt_onnx_load(ctx, path, out);
     return prt_graph_load_yaml(ctx, path, out);
+}
+
+/* The values an ONNX model carries (its initializers) into vm; YAML networks
+ * carry none. */
+prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm) {
+    if (!is_onnx(path)) return PRT_OK;
+    prt_onnx_model *m;
+    PRT_CHECK(prt_onnx_import(ctx, path, &m));
+    prt_status st = prt_onnx_apply(ctx, m, vm);
+    prt_onnx_model_destroy(ctx, m);
+    return st;
 }
