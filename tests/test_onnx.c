@@ -3,7 +3,8 @@
  * fails these tests rather than skipping them), and malformed or hostile models
  * built here with protobuf-c, each with its exact message: unsupported ops,
  * opsets, external data escaping the model's directory, truncated and garbage
- * files. */
+ * files; and the export -> import round trip of every example network (looped
+ * over the example files; the large ones, PolyNet, at batch 1: about a minute). */
 // labels: unit
 
 #define _GNU_SOURCE
@@ -16,6 +17,7 @@
 
 #include "frontends/onnx/onnx_impl.h"
 #include "frontends/weights_api.h"
+#include "tests/memory_util.h"
 #include "tests/test_util.h"
 
 #define TESTDATA "/usr/share/libonnx-testdata/data"
@@ -433,7 +435,7 @@ static void round_trip(const char *example, int64_t batch) {
     make_tmpdir();
     prt_context *ctx = tu_context();
     prt_graph *g;
-    ck_assert_int_eq(prt_graph_load_yaml(ctx, tu_src(example), &g), PRT_OK);
+    ck_assert_int_eq(prt_graph_load_yaml(ctx, example, &g), PRT_OK);
     runner a, b;
     run_batch(ctx, g, batch, &a);
     fill_weights(g, a.vm);
@@ -472,10 +474,16 @@ static void round_trip(const char *example, int64_t batch) {
     remove_tmpdir();
 }
 
-START_TEST(round_trip_fashion_cnn) { round_trip("examples/fashion-cnn.yaml", 3); }
-END_TEST
+static char **examples;
+static int n_examples;
 
-START_TEST(round_trip_polynet_mini) { round_trip("examples/polynet-mini.yaml", 2); }
+/* every example network, from the directory, so a new one is covered too */
+START_TEST(round_trip_example) {
+    prt_context *ctx = tu_context();
+    bool large = mu_flops_per_image(ctx, examples[_i]) > MU_UNIT_MAX_FLOPS;
+    prt_context_destroy(ctx);
+    round_trip(examples[_i], large ? 1 : 3);
+}
 END_TEST
 
 /* ---- import to YAML + weights ---------------------------------------------- */
@@ -581,8 +589,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, truncated_and_garbage);
     suite_add_tcase(s, tc);
     tc = tcase_create("export");
-    tcase_add_test(tc, round_trip_fashion_cnn);
-    tcase_add_test(tc, round_trip_polynet_mini);
+    tcase_add_loop_test(tc, round_trip_example, 0, n_examples);
     tcase_add_test(tc, export_unsupported_named);
     tcase_add_test(tc, convert_to_yaml);
     tcase_add_test(tc, convert_refuses_constant_operand);
@@ -590,4 +597,10 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) { return tu_run(suite()); }
+int main(void) {
+    examples = mu_example_files(&n_examples);
+    if (n_examples == 0) return 1;
+    int rc = tu_run(suite());
+    mu_free_names(examples, n_examples);
+    return rc;
+}

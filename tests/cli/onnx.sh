@@ -67,4 +67,16 @@ expect_in "$TMP/err" "parrots export: missing -o MODEL.onnx"
 expect_rc 2 "$PARROTS" import "$TMP/fc.onnx"
 expect_in "$TMP/err" "parrots import: missing -o NET.yaml"
 
+# ---- the whole conformance suite: every case runs; none may fail -------------
+for suite in node pytorch-converted pytorch-operator; do
+  expect_rc 0 "$PARROTS" onnx-test --json "$DATA/$suite"/*/
+  check "onnx-test $suite: no failing case, some passing" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["failed"] == 0 and not d["failing"], d["failing"]
+assert d["passed"] > 0, d
+print("%s: %d passed, %d failed, %d unsupported" % (sys.argv[2], d["passed"], d["failed"], d["unsupported"]))' \
+    "$TMP/out" "$suite"
+done
+
 finish
