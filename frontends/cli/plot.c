@@ -489,7 +489,8 @@ static void draw_memory(canvas *c, const void *arg) {
     axis xa = nice_axis(0, n, 8, false);
     if (xa.step < 1) xa.step = 1;
     xa.lo = 0, xa.hi = n;
-    axis ya = nice_axis(0, (double)most / unit * 1.08, 6, true);
+    /* headroom above the arena line for the phase names and the line's label */
+    axis ya = nice_axis(0, (double)most / unit * 1.25, 6, true);
     ya.lo = 0;
     panel p = {100, 92, 1070, 392, xa, ya};
     double pw = p.right - p.left, ph = p.bottom - p.top;
@@ -590,7 +591,7 @@ static void draw_memory(canvas *c, const void *arg) {
     double ya_arena = px_y(&p, (double)m->arena_bytes / unit);
     c->line(c, p.left, ya_arena, p.right, ya_arena, 2, limit, true);
     snprintf(b, sizeof b, "planned arena %.2f %s", (double)m->arena_bytes / unit, units[u]);
-    c->text(c, p.left + 6, ya_arena + 20, b, 2, ANCHOR_START, false, limit);
+    c->text(c, p.left + 6, ya_arena - 6, b, 2, ANCHOR_START, false, limit); /* above the line: the peak label goes below */
     if (m->peak_pc >= 0 && m->peak_pc < m->n) {
         double x = px_x(&p, m->peak_pc + 0.5), y = px_y(&p, (double)m->live[m->peak_pc] / unit);
         c->dot(c, x, y, 4, 0x000000);
