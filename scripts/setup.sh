@@ -7,7 +7,7 @@ set -euo pipefail
 PARROTS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PARROTS_PACKAGES=(cmake make gcc pkg-config libyaml-dev check libdnnl-dev
   zlib1g-dev dataset-fashion-mnist protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-  libonnx-testdata)
+  libonnx-testdata openmpi-bin libopenmpi-dev)
 
 parrots_install_packages() {
   local missing=()

@@ -1,0 +1,446 @@
+/* The MPI comm backend.
+ *
+ * Every operation is queued and run, in issue order, by the communicator's own
+ * thread: allreduce_start returns at once and compute goes on while that thread
+ * drives the transfer. Open MPI advances a non-blocking collective only inside
+ * MPI calls, so the thread issues MPI_Iallreduce (Ibcast, Ibarrier, Iallgather)
+ * and polls MPI_Test until it completes or the deadline passes; a rank that
+ * died or skipped the collective therefore gives a timeout error, not a hang.
+ *
+ * Only the communication thread calls MPI between create and destroy, so the
+ * backend needs MPI_THREAD_SERIALIZED; it asks for MPI_THREAD_MULTIPLE so that
+ * other code in the process may use MPI at the same time. The communicator works
+ * on a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN, so MPI failures come
+ * back as messages and never collide with the program's own collectives.
+ */
+#include "runtime/comm_api.h"
+
+#if PARROTS_HAVE_MPI
+
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest piece handed to one MPI call: counts are int in MPI. */
+#define MAX_CHUNK ((size_t)1 << 30)
+/* Polls before the thread starts yielding the core between MPI_Test calls. */
+#define SPIN_POLLS 2000
+
+typedef enum op_kind { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_ALLGATHER } op_kind;
+
+typedef struct mpi_op {
+    op_kind kind;
+    prt_comm_handle seq;
+    void *buf;
+    size_t count; /* elements (allreduce) or bytes (broadcast) */
+    int root;
+    uint64_t value; /* allgather: this rank's value; out: size entries */
+    uint64_t *out;
+} mpi_op;
+
+typedef struct mpi_comm {
+    prt_comm base;
+    MPI_Comm comm;
+    bool owns_init; /* this communicator called MPI_Init_thread */
+
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    /* ring of queued operations; guarded by mu */
+    mpi_op *queue;
+    int qcap, qhead, qlen;
+    prt_comm_handle issued, done; /* last handle given out; last one finished */
+    prt_comm_handle failed_at;    /* first operation that failed; 0: healthy */
+    prt_status fail_st;
+    char fail_msg[512];
+    bool stop;
+
+    /* Owned by the thread until it is joined: a collective abandoned on timeout. */
+    MPI_Request stale;
+} mpi_comm;
+
+static const char *op_name(op_kind k) {
+    switch (k) {
+    case OP_ALLREDUCE: return "allreduce";
+    case OP_BROADCAST: return "broadcast";
+    case OP_BARRIER: return "barrier";
+    case OP_ALLGATHER: return "allgather";
+    }
+    return "?";
+}
+
+/* "allreduce #3 of 1024 f32 elements" */
+static void describe(const mpi_op *op, char *buf, size_t cap) {
+    switch (op->kind) {
+    case OP_ALLREDUCE:
+        snprintf(buf, cap, "allreduce #%llu of %zu f32 elements", (unsigned long long)op->seq, op->count);
+        break;
+    case OP_BROADCAST:
+        snprintf(buf, cap, "broadcast #%llu of %zu bytes from rank %d", (unsigned long long)op->seq, op->count,
+                 op->root);
+        break;
+    default:
+        snprintf(buf, cap, "%s #%llu", op_name(op->kind), (unsigned long long)op->seq);
+        break;
+    }
+}
+
+static void mpi_message(int rc, char *buf, size_t cap) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", rc);
+    snprintf(buf, cap, "%s", s);
+}
+
+/* Drives req to completion. PRT_OK, or an error with msg filled; on timeout the
+ * request is kept in m->stale (a collective request can be neither freed nor
+ * cancelled). */
+static prt_status poll_request(mpi_comm *m, MPI_Request *req, const mpi_op *op, char *msg, size_t cap) {
+    double deadline = prt_now() + m->base.timeout_s;
+    for (long polls = 0;; polls++) {
+        int flag = 0;
+        int rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            char what[160], err[MPI_MAX_ERROR_STRING];
+            describe(op, what, sizeof what);
+            mpi_message(rc, err, sizeof err);
+            snprintf(msg, cap, "rank %d: %s failed: MPI: %s", m->base.rank, what, err);
+            return PRT_ERR_BACKEND;
+        }
+        if (flag) return PRT_OK;
+        if ((polls & 63) == 0 && prt_now() > deadline) {
+            char what[160];
+            describe(op, what, sizeof what);
+            snprintf(msg, cap,
+                     "rank %d: %s did not complete within %g s (a rank died, stopped responding, or did "
+                     "not issue this collective)",
+                     m->base.rank, what, m->base.timeout_s);
+            m->stale = *req;
+            return PRT_ERR_BACKEND;
+        }
+        if (polls > SPIN_POLLS) sched_yield();
+    }
+}
+
+static prt_status start_failed(mpi_comm *m, const mpi_op *op, int rc, char *msg, size_t cap) {
+    char what[160], err[MPI_MAX_ERROR_STRING];
+    describe(op, what, sizeof what);
+    mpi_message(rc, err, sizeof err);
+    snprintf(msg, cap, "rank %d: %s could not start: MPI: %s", m->base.rank, what, err);
+    return PRT_ERR_BACKEND;
+}
+
+/* Runs one operation on the communication thread. */
+static prt_status run_op(mpi_comm *m, mpi_op *op, char *msg, size_t cap) {
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc;
+    prt_status st;
+    switch (op->kind) {
+    case OP_ALLREDUCE: {
+        float *p = op->buf;
+        size_t left = op->count;
+        do { /* a zero-element allreduce is still a collective: issued once */
+            size_t n = left < MAX_CHUNK ? left : MAX_CHUNK;
+            rc = MPI_Iallreduce(MPI_IN_PLACE, p, (int)n, MPI_FLOAT, MPI_SUM, m->comm, &req);
+            if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
+            if ((st = poll_request(m, &req, op, msg, cap)) != PRT_OK) return st;
+            p += n;
+            left -= n;
+        } while (left > 0);
+        return PRT_OK;
+    }
+    case OP_BROADCAST: {
+        char *p = op->buf;
+        size_t left = op->count;
+        do {
+            size_t n = left < MAX_CHUNK ? left : MAX_CHUNK;
+            rc = MPI_Ibcast(p, (int)n, MPI_BYTE, op->root, m->comm, &req);
+            if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
+            if ((st = poll_request(m, &req, op, msg, cap)) != PRT_OK) return st;
+            p += n;
+            left -= n;
+        } while (left > 0);
+        return PRT_OK;
+    }
+    case OP_BARRIER:
+        rc = MPI_Ibarrier(m->comm, &req);
+        if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
+        return poll_request(m, &req, op, msg, cap);
+    case OP_ALLGATHER:
+        rc = MPI_Iallgather(&op->value, 1, MPI_UINT64_T, op->out, 1, MPI_UINT64_T, m->comm, &req);
+        if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
+        return poll_request(m, &req, op, msg, cap);
+    }
+    snprintf(msg, cap, "unknown comm operation %d", (int)op->kind);
+    return PRT_ERR_INTERNAL;
+}
+
+static void *comm_thread(void *arg) {
+    mpi_comm *m = arg;
+    char msg[sizeof m->fail_msg];
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (m->qlen == 0 && !m->stop) pthread_cond_wait(&m->cv_work, &m->mu);
+        if (m->qlen == 0) break; /* stop, and the queue drained */
+        mpi_op op = m->queue[m->qhead];
+        m->qhead = (m->qhead + 1) % m->qcap;
+        m->qlen--;
+        /* after a failure the collective order is lost: nothing more is issued */
+        bool healthy = m->failed_at == 0;
+        pthread_mutex_unlock(&m->mu);
+        prt_status st = healthy ? run_op(m, &op, msg, sizeof msg) : PRT_OK;
+        pthread_mutex_lock(&m->mu);
+        if (healthy && st != PRT_OK) {
+            m->failed_at = op.seq;
+            m->fail_st = st;
+            memcpy(m->fail_msg, msg, sizeof msg);
+        }
+        m->done = op.seq;
+        pthread_cond_broadcast(&m->cv_done);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+/* Queues op (the caller's thread); op->seq is set. */
+static prt_status enqueue(mpi_comm *m, mpi_op *op) {
+    prt_context *ctx = m->base.ctx;
+    pthread_mutex_lock(&m->mu);
+    if (m->qlen == m->qcap) {
+        int cap = m->qcap ? 2 * m->qcap : 16;
+        size_t bytes;
+        mpi_op *q = NULL;
+        if (cap > 0 && prt_mul_size((size_t)cap, sizeof *q, &bytes)) q = prt_malloc(ctx, bytes);
+        if (!q) {
+            pthread_mutex_unlock(&m->mu);
+            return prt_error(ctx, PRT_ERR_NOMEM, "comm queue of %d operations", cap);
+        }
+        for (int i = 0; i < m->qlen; i++) q[i] = m->queue[(m->qhead + i) % m->qcap];
+        prt_free(ctx, m->queue, (size_t)m->qcap * sizeof *q);
+        m->queue = q;
+        m->qcap = cap;
+        m->qhead = 0;
+    }
+    op->seq = ++m->issued;
+    m->queue[(m->qhead + m->qlen) % m->qcap] = *op;
+    m->qlen++;
+    pthread_cond_signal(&m->cv_work);
+    pthread_mutex_unlock(&m->mu);
+    return PRT_OK;
+}
+
+static prt_status mpi_wait(prt_comm *c, prt_comm_handle h) {
+    mpi_comm *m = (mpi_comm *)c;
+    pthread_mutex_lock(&m->mu);
+    if (h > m->issued) {
+        pthread_mutex_unlock(&m->mu);
+        return prt_error(c->ctx, PRT_ERR_INVALID, "comm wait: handle %llu was never issued", (unsigned long long)h);
+    }
+    /* each queued operation ends within the timeout, so this wait is bounded */
+    while (m->done < h) pthread_cond_wait(&m->cv_done, &m->mu);
+    prt_status st = PRT_OK;
+    if (m->failed_at && m->failed_at <= h) {
+        st = m->fail_st;
+        if (m->failed_at == h)
+            prt_error(c->ctx, st, "%s", m->fail_msg);
+        else
+            prt_error(c->ctx, st, "comm operation #%llu was not run: an earlier one failed: %s",
+                      (unsigned long long)h, m->fail_msg);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return st;
+}
+
+static prt_status run_sync(mpi_comm *m, mpi_op *op) {
+    PRT_CHECK(enqueue(m, op));
+    return mpi_wait(&m->base, op->seq);
+}
+
+static prt_status mpi_allreduce_start(prt_comm *c, void *buf, size_t count, prt_dtype t, prt_comm_op rop,
+                                      prt_comm_handle *out) {
+    mpi_op op = {.kind = OP_ALLREDUCE, .buf = buf, .count = count};
+    PRT_CHECK(enqueue((mpi_comm *)c, &op));
+    *out = op.seq;
+    return PRT_OK;
+}
+
+static prt_status mpi_broadcast(prt_comm *c, void *buf, size_t bytes, int root) {
+    mpi_op op = {.kind = OP_BROADCAST, .buf = buf, .count = bytes, .root = root};
+    return run_sync((mpi_comm *)c, &op);
+}
+
+static prt_status mpi_barrier(prt_comm *c) {
+    mpi_op op = {.kind = OP_BARRIER};
+    return run_sync((mpi_comm *)c, &op);
+}
+
+static prt_status mpi_allgather_u64(prt_comm *c, uint64_t value, uint64_t *out) {
+    mpi_op op = {.kind = OP_ALLGATHER, .value = value, .out = out};
+    return run_sync((mpi_comm *)c, &op);
+}
+
+/* Frees what the thread no longer uses. A collective abandoned on timeout may
+ * still be completed by the late ranks: it gets up to one more timeout; if it is
+ * still pending, MPI is left as it is (finalising would hang) and the process is
+ * expected to exit. */
+static void release(mpi_comm *m, bool thread_started) {
+    prt_context *ctx = m->base.ctx;
+    if (thread_started) {
+        pthread_mutex_lock(&m->mu);
+        m->stop = true;
+        pthread_cond_signal(&m->cv_work);
+        pthread_mutex_unlock(&m->mu);
+        pthread_join(m->thread, NULL);
+    }
+    bool pending = false;
+    if (m->stale != MPI_REQUEST_NULL) {
+        double deadline = prt_now() + m->base.timeout_s;
+        int flag = 0;
+        while (MPI_Test(&m->stale, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && !flag && prt_now() < deadline)
+            sched_yield();
+        pending = !flag;
+        if (pending)
+            prt_log_warn(ctx, "rank %d: a timed-out collective is still pending; MPI is not finalised",
+                         m->base.rank);
+    }
+    if (m->comm != MPI_COMM_NULL && !pending) MPI_Comm_free(&m->comm);
+    if (m->owns_init && !pending) MPI_Finalize();
+    if (thread_started) {
+        pthread_cond_destroy(&m->cv_done);
+        pthread_cond_destroy(&m->cv_work);
+        pthread_mutex_destroy(&m->mu);
+    }
+    prt_free(ctx, m->queue, (size_t)m->qcap * sizeof *m->queue);
+    prt_free(ctx, m, sizeof *m);
+}
+
+static void mpi_destroy(prt_comm *c) { release((mpi_comm *)c, true); }
+
+static const prt_comm_iface mpi_iface = {
+    .struct_size = sizeof(prt_comm_iface),
+    .name = "mpi",
+    .allreduce_start = mpi_allreduce_start,
+    .wait = mpi_wait,
+    .broadcast = mpi_broadcast,
+    .barrier = mpi_barrier,
+    .allgather_u64 = mpi_allgather_u64,
+    .destroy = mpi_destroy,
+};
+
+static bool env_int(const char *name, int *out) {
+    const char *s = getenv(name);
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 0 || v > INT_MAX) return false;
+    *out = (int)v;
+    return true;
+}
+
+/* The rank among the processes that share this machine's memory. The MPI way
+ * first; launcher variables only if it fails. */
+static void find_local_rank(mpi_comm *m) {
+    MPI_Comm node;
+    int lr, ls;
+    if (MPI_Comm_split_type(m->comm, MPI_COMM_TYPE_SHARED, m->base.rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        bool ok = MPI_Comm_rank(node, &lr) == MPI_SUCCESS && MPI_Comm_size(node, &ls) == MPI_SUCCESS;
+        MPI_Comm_free(&node);
+        if (ok) {
+            m->base.local_rank = lr;
+            m->base.local_size = ls;
+            return;
+        }
+    }
+    if (env_int("OMPI_COMM_WORLD_LOCAL_RANK", &lr) && env_int("OMPI_COMM_WORLD_LOCAL_SIZE", &ls) && lr < ls) {
+        m->base.local_rank = lr;
+        m->base.local_size = ls;
+        return;
+    }
+    m->base.local_rank = 0;
+    m->base.local_size = 1;
+}
+
+prt_status prt_comm_create_mpi(prt_context *ctx, const prt_comm_options *opts, prt_comm **out) {
+    *out = NULL;
+    int inited = 0, finalized = 0, provided = 0, rc;
+    char err[MPI_MAX_ERROR_STRING];
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (finalized)
+        return prt_error(ctx, PRT_ERR_USAGE, "MPI communicator: MPI was already finalised in this process");
+    mpi_comm *m = prt_calloc(ctx, 1, sizeof *m);
+    if (!m) return prt_error(ctx, PRT_ERR_NOMEM, "MPI communicator");
+    prt_status st = prt_comm_init_common(ctx, opts, &mpi_iface, &m->base);
+    if (st != PRT_OK) {
+        prt_free(ctx, m, sizeof *m);
+        return st;
+    }
+    m->comm = MPI_COMM_NULL;
+    m->stale = MPI_REQUEST_NULL;
+    if (!inited) {
+        rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
+        if (rc != MPI_SUCCESS) {
+            mpi_message(rc, err, sizeof err);
+            st = prt_error(ctx, PRT_ERR_BACKEND, "MPI_Init_thread failed: %s", err);
+            goto fail;
+        }
+        m->owns_init = true;
+    } else {
+        MPI_Query_thread(&provided);
+    }
+    if (provided < MPI_THREAD_SERIALIZED) {
+        st = prt_error(ctx, PRT_ERR_UNSUPPORTED,
+                       "MPI communicator: MPI gives thread level %d; the communication thread needs at least "
+                       "MPI_THREAD_SERIALIZED (initialise MPI with MPI_Init_thread)",
+                       provided);
+        goto fail;
+    }
+    rc = MPI_Comm_dup(MPI_COMM_WORLD, &m->comm);
+    if (rc != MPI_SUCCESS) {
+        mpi_message(rc, err, sizeof err);
+        st = prt_error(ctx, PRT_ERR_BACKEND, "MPI_Comm_dup failed: %s", err);
+        goto fail;
+    }
+    MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(m->comm, &m->base.rank);
+    MPI_Comm_size(m->comm, &m->base.size);
+    find_local_rank(m);
+    m->base.impl = m;
+
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        st = prt_error(ctx, PRT_ERR_INTERNAL, "MPI communicator: cannot create a mutex");
+        goto fail;
+    }
+    pthread_cond_init(&m->cv_work, NULL);
+    pthread_cond_init(&m->cv_done, NULL);
+    rc = pthread_create(&m->thread, NULL, comm_thread, m);
+    if (rc != 0) {
+        pthread_cond_destroy(&m->cv_done);
+        pthread_cond_destroy(&m->cv_work);
+        pthread_mutex_destroy(&m->mu);
+        st = prt_error(ctx, PRT_ERR_INTERNAL, "MPI communicator: cannot start the communication thread: %s",
+                       strerror(rc));
+        goto fail;
+    }
+    *out = &m->base;
+    return PRT_OK;
+fail:
+    release(m, false);
+    return st;
+}
+
+#else /* !PARROTS_HAVE_MPI */
+
+prt_status prt_comm_create_mpi(prt_context *ctx, const prt_comm_options *opts, prt_comm **out) {
+    *out = NULL;
+    return prt_error(ctx, PRT_ERR_UNSUPPORTED,
+                     "MPI communicator: this build of Parrots has no MPI support (install libopenmpi-dev and "
+                     "configure with -DPARROTS_MPI=ON)");
+}
+
+#endif
