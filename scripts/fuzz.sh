@@ -22,6 +22,13 @@ for target in build-fuzz/fuzz/*; do
   work="build-fuzz/corpus/$name"
   rm -rf "$work" && mkdir -p "$work"
   if [ -d "fuzz/corpus/$name" ]; then cp -r "fuzz/corpus/$name/." "$work/"; fi
+  if [ "$name" = fuzz_onnx ]; then
+    # ONNX's own small test models (Debian's libonnx-testdata) as seeds
+    for m in /usr/share/libonnx-testdata/data/node/test_{relu,conv_with_strides_padding,gemm_default_vector_bias,maxpool_2d_pads,concat_2d_axis_0,transpose_default,reshape_extended_dims,elu}/model.onnx \
+             /usr/share/libonnx-testdata/data/pytorch-converted/test_Conv2d/model.onnx; do
+      [ -f "$m" ] && cp "$m" "$work/$(basename "$(dirname "$m")").onnx"
+    done
+  fi
   echo "== fuzz $name for ${SECONDS_PER_TARGET}s ($(ls "$work" | wc -l) seeds)"
   if ! "$target" -max_total_time="$SECONDS_PER_TARGET" -max_len=1048576 -rss_limit_mb=2048 \
        -artifact_prefix="build-fuzz/artifacts/$name-" -print_final_stats=1 "$work" 2>"build-fuzz/$name.log"; then

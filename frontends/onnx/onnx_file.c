@@ -253,13 +253,31 @@ prt_status prt_onnx_decode(prt_context *ctx, const char *file, const char *model
     prt_status st = prt_shape_numel(ctx, &out->shape, &out->numel);
     if (st != PRT_OK) return prt_error_prefix(ctx, st, "%s: %s", file, what);
     size_t nbytes = (size_t)out->numel * esize; /* numel <= 2^40: no overflow */
+    bool external = t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    /* the data must be there before anything is allocated for it: a few bytes of
+     * file may not claim terabytes */
+    if (!external && t->has_raw_data && t->raw_data.len != nbytes)
+        return prt_error(ctx, PRT_ERR_INVALID, "%s: %s: raw_data has %zu bytes, the shape needs %zu", file, what,
+                         t->raw_data.len, nbytes);
+    if (!external && !t->has_raw_data) {
+        size_t have = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT   ? t->n_float_data
+                      : t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? t->n_int64_data
+                                                                             : t->n_int32_data;
+        if (have != (size_t)out->numel)
+            return prt_error(ctx, PRT_ERR_INVALID, "%s: %s has %zu values, the shape needs %lld", file, what, have,
+                             (long long)out->numel);
+    }
+    /* external data: read (after checking the file holds it) before the copy is allocated */
+    unsigned char *ext = NULL;
+    if (external) PRT_CHECK(read_external(ctx, file, model_dir, what, t, nbytes, &ext));
     if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) out->f = prt_malloc(ctx, nbytes ? nbytes : 1);
     else out->i = prt_malloc(ctx, out->numel ? (size_t)out->numel * 8 : 1);
-    if (!out->f && !out->i) return prt_error(ctx, PRT_ERR_NOMEM, "%s: %s: out of memory for %zu bytes", file, what, nbytes);
-    unsigned char *ext = NULL;
-    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        st = read_external(ctx, file, model_dir, what, t, nbytes, &ext);
-        if (st == PRT_OK) from_le(out, ext);
+    if (!out->f && !out->i) {
+        prt_free(ctx, ext, 0);
+        return prt_error(ctx, PRT_ERR_NOMEM, "%s: %s: out of memory for %zu bytes", file, what, nbytes);
+    }
+    if (external) {
+        from_le(out, ext);
         prt_free(ctx, ext, 0);
     } else if (t->has_raw_data) {
         if (t->raw_data.len != nbytes)
