@@ -3,6 +3,7 @@
  * file until it has checked it — size before reading, header and CRC before
  * unpacking, every tensor against the VM's registers before copying. */
 #define _POSIX_C_SOURCE 200809L
+#include "frontends/file_util.h"
 #include "frontends/checkpoint_api.h"
 
 #include "checkpoint.pb-c.h"
@@ -36,24 +37,7 @@ struct prt_ckpt {
     prt_ckpt_state st;
 };
 
-static void put_u32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
-/* protobuf-c allocates through the context's hook, so tests can inject failures. */
-static void *pb_alloc(void *ud, size_t n) { return prt_malloc(ud, n ? n : 1); }
-static void pb_free(void *ud, void *p) { prt_free(ud, p, 0); }
 
 /* ---- the graph hash ---------------------------------------------------------- */
 
@@ -69,7 +53,7 @@ static void h_bytes(hasher *s, const void *p, size_t n) {
 }
 static void h_u64(hasher *s, uint64_t v) {
     unsigned char b[8];
-    put_u64(b, v);
+    prt_le_put_u64(b, v);
     h_bytes(s, b, 8);
 }
 static void h_str(hasher *s, const char *str) {
@@ -194,14 +178,6 @@ static void sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
     }
 }
 
-static void sync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 /* "ckpt-<digits>.prtc" with at most 18 digits: *step gets the number. */
 static bool ckpt_name(const char *name, int64_t *step) {
     if (strncmp(name, "ckpt-", 5)) return false;
@@ -293,7 +269,7 @@ static prt_status prune(prt_context *ctx, const char *dir, int keep) {
         if (st != PRT_OK) break;
     }
     free_found(ctx, f, n);
-    if (st == PRT_OK && n > keep) sync_dir(dir);
+    if (st == PRT_OK && n > keep) prt_fsync_dir(dir);
     return st;
 }
 
@@ -443,11 +419,11 @@ prt_status prt_ckpt_save(prt_context *ctx, const char *dir, uint64_t graph_hash,
         goto done;
     }
     memcpy(hdr, magic, 8);
-    put_u32(hdr + 8, PRT_CKPT_VERSION);
-    put_u32(hdr + 12, 0);
-    put_u64(hdr + 16, (uint64_t)payload);
-    put_u32(hdr + 24, sink.crc);
-    put_u32(hdr + 28, 0);
+    prt_le_put_u32(hdr + 8, PRT_CKPT_VERSION);
+    prt_le_put_u32(hdr + 12, 0);
+    prt_le_put_u64(hdr + 16, (uint64_t)payload);
+    prt_le_put_u32(hdr + 24, sink.crc);
+    prt_le_put_u32(hdr + 28, 0);
     if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, sizeof hdr, f) != sizeof hdr ||
         fflush(f) != 0 || fsync(fileno(f)) != 0)
         goto io_fail;
@@ -461,7 +437,7 @@ prt_status prt_ckpt_save(prt_context *ctx, const char *dir, uint64_t graph_hash,
     }
     prt_free(ctx, tmp, 0);
     tmp = NULL;
-    sync_dir(dir);
+    prt_fsync_dir(dir);
     if (o.test_hook) o.test_hook(o.hook_user, "after_rename", st->global_step);
     PRT_CHECK_GOTO(prune(ctx, dir, o.keep), s, done);
     if (path_out) {
@@ -660,15 +636,15 @@ prt_status prt_ckpt_parse(prt_context *ctx, const char *name, const void *bytes,
     if (memcmp(b, magic, 8))
         return prt_error(ctx, PRT_ERR_PARSE, "%s: not a Parrots checkpoint (magic \"%s\", expected \"PRTCKPT\\x00\")",
                          name, show_bytes(b, 8, m, sizeof m));
-    uint32_t version = get_u32(b + 8);
+    uint32_t version = prt_le_get_u32(b + 8);
     if (version > PRT_CKPT_VERSION)
         return prt_error(ctx, PRT_ERR_PARSE, "%s: checkpoint format version %u is newer than this Parrots reads "
                          "(version %d)", name, version, PRT_CKPT_VERSION);
     if (version != PRT_CKPT_VERSION)
         return prt_error(ctx, PRT_ERR_PARSE, "%s: checkpoint format version %u is not supported (this Parrots reads "
                          "version %d)", name, version, PRT_CKPT_VERSION);
-    uint64_t len = get_u64(b + 16), have = (uint64_t)(size - PRT_CKPT_HEADER_SIZE);
-    if (get_u32(b + 12) != 0 || get_u32(b + 28) != 0)
+    uint64_t len = prt_le_get_u64(b + 16), have = (uint64_t)(size - PRT_CKPT_HEADER_SIZE);
+    if (prt_le_get_u32(b + 12) != 0 || prt_le_get_u32(b + 28) != 0)
         return prt_error(ctx, PRT_ERR_PARSE, "%s: the header's reserved fields are not zero", name);
     if (len > have)
         return prt_error(ctx, PRT_ERR_PARSE, "%s: truncated: the header announces a %" PRIu64
@@ -677,14 +653,14 @@ prt_status prt_ckpt_parse(prt_context *ctx, const char *name, const void *bytes,
         return prt_error(ctx, PRT_ERR_PARSE, "%s: %" PRIu64 " trailing bytes after the %" PRIu64 "-byte payload", name,
                          have - len, len);
     const unsigned char *payload = b + PRT_CKPT_HEADER_SIZE;
-    uint32_t stored = get_u32(b + 24), computed = prt_crc32c_update(0, payload, (size_t)len);
+    uint32_t stored = prt_le_get_u32(b + 24), computed = prt_crc32c_update(0, payload, (size_t)len);
     if (stored != computed)
         return prt_error(ctx, PRT_ERR_PARSE,
                          "%s: CRC32C mismatch (stored 0x%08x, computed 0x%08x): the checkpoint is damaged", name,
                          stored, computed);
     prt_ckpt *ck = prt_calloc(ctx, 1, sizeof *ck);
     if (!ck) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
-    ck->alloc = (ProtobufCAllocator){.alloc = pb_alloc, .free = pb_free, .allocator_data = ctx};
+    prt_pb_allocator(ctx, &ck->alloc);
     ck->path = prt_strdup(ctx, name);
     prt_status st = PRT_OK;
     if (!ck->path) {

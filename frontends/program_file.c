@@ -4,6 +4,7 @@
  * trusted. The checksum is zlib's CRC32 (the checkpoint format has its own
  * CRC32C; zlib is already linked for the weights file). */
 #define _POSIX_C_SOURCE 200809L
+#include "frontends/file_util.h"
 #include "frontends/program_file_api.h"
 
 #include "memory/memory_api.h"
@@ -38,20 +39,6 @@ const char *prt_program_output_name(const prt_program *p, int i) {
     return i >= 0 && i < p->n_outputs ? p->regs[p->outputs[i]].name : "?";
 }
 
-static void put_u32(unsigned char *b, uint32_t v) {
-    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *b, uint64_t v) {
-    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *b) {
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-static uint64_t get_u64(const unsigned char *b) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
-    return v;
-}
 
 static uint32_t crc_of(const void *p, size_t n) { return (uint32_t)crc32_z(crc32_z(0, NULL, 0), p, n); }
 
@@ -351,28 +338,14 @@ prt_status prt_program_encode(prt_context *ctx, const prt_program *p, void **byt
         goto done;
     }
     memcpy(img, magic, 8);
-    put_u32(img + 8, PRT_PROGRAM_FORMAT_VERSION);
-    put_u32(img + 12, crc_of(img + PRT_PROGRAM_HEADER_BYTES, len));
-    put_u64(img + 16, (uint64_t)len);
+    prt_le_put_u32(img + 8, PRT_PROGRAM_FORMAT_VERSION);
+    prt_le_put_u32(img + 12, crc_of(img + PRT_PROGRAM_HEADER_BYTES, len));
+    prt_le_put_u64(img + 16, (uint64_t)len);
     *bytes = img;
     *size = total;
 done:
     sc_free(&s);
     return st;
-}
-
-/* fsync of the directory makes the rename itself durable. */
-static void sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }
 
 prt_status prt_program_save(prt_context *ctx, const char *path, const prt_program *p) {
@@ -412,7 +385,7 @@ prt_status prt_program_save(prt_context *ctx, const char *path, const prt_progra
         unlink(tmp);
         goto done;
     }
-    sync_dir(path);
+    prt_fsync_parent(path);
 done:
     prt_free(ctx, tmp, 0);
     prt_free(ctx, img, 0);
@@ -1032,7 +1005,7 @@ prt_status prt_program_load_buffer(prt_context *ctx, const char *name, const voi
         return fail(ctx, PRT_ERR_PARSE, name, "offset 0: not a Parrots program file (magic \"%s\", expected "
                     "\"PRTPROG\\x00\")", m);
     }
-    uint32_t version = get_u32(img + 8);
+    uint32_t version = prt_le_get_u32(img + 8);
     if (version > PRT_PROGRAM_FORMAT_VERSION)
         return fail(ctx, PRT_ERR_PARSE, name,
                     "offset 8: program format version %u is newer than this Parrots reads (version %d)", version,
@@ -1040,7 +1013,7 @@ prt_status prt_program_load_buffer(prt_context *ctx, const char *name, const voi
     if (version < 1)
         return fail(ctx, PRT_ERR_PARSE, name, "offset 8: program format version %u is not supported (this Parrots "
                     "reads version %d)", version, PRT_PROGRAM_FORMAT_VERSION);
-    uint64_t len = get_u64(img + 16);
+    uint64_t len = prt_le_get_u64(img + 16);
     size_t avail = size - PRT_PROGRAM_HEADER_BYTES;
     if (len > avail)
         return fail(ctx, PRT_ERR_PARSE, name, "truncated: the header promises a %llu-byte payload, %zu bytes follow",
@@ -1049,7 +1022,7 @@ prt_status prt_program_load_buffer(prt_context *ctx, const char *name, const voi
         return fail(ctx, PRT_ERR_PARSE, name, "offset %llu: %llu trailing bytes after the payload",
                     (unsigned long long)len + PRT_PROGRAM_HEADER_BYTES, (unsigned long long)(avail - len));
     const unsigned char *payload = img + PRT_PROGRAM_HEADER_BYTES;
-    uint32_t stored = get_u32(img + 12), computed = crc_of(payload, (size_t)len);
+    uint32_t stored = prt_le_get_u32(img + 12), computed = crc_of(payload, (size_t)len);
     if (stored != computed)
         return fail(ctx, PRT_ERR_PARSE, name, "offset 12: CRC mismatch (stored 0x%08x, computed 0x%08x): the file is "
                     "damaged", stored, computed);

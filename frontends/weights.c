@@ -2,6 +2,7 @@
  * validating it before anything is trusted, and moving tensors between it, a
  * graph's parameters and a VM. */
 #define _POSIX_C_SOURCE 200809L
+#include "frontends/file_util.h"
 #include "frontends/weights_api.h"
 
 #include <errno.h>
@@ -29,20 +30,6 @@ static bool code_to_dtype(uint32_t code, prt_dtype *t) {
     return code < N_FILE_DTYPES && prt_dtype_from_name(file_dtypes[code], t);
 }
 
-static void put_u32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
 static uint32_t crc_update(uint32_t crc, const void *p, size_t n) {
     return (uint32_t)crc32_z(crc, p, n);
@@ -98,28 +85,14 @@ static prt_status write_tensor(wfile *w, const char *name, const prt_tensor *t) 
         return prt_error(ctx, PRT_ERR_INTERNAL, "%s: tensor '%s' has no contiguous storage", w->path, name);
     PRT_CHECK(prt_shape_nbytes(ctx, &t->shape, t->dtype, &nbytes));
     unsigned char hdr[4 + 4 + 4 + 8 * PRT_MAX_DIMS];
-    put_u32(hdr, (uint32_t)len);
+    prt_le_put_u32(hdr, (uint32_t)len);
     PRT_CHECK(wbytes(w, hdr, 4));
     PRT_CHECK(wbytes(w, name, len));
-    put_u32(hdr, code);
-    put_u32(hdr + 4, (uint32_t)t->shape.ndim);
-    for (int d = 0; d < t->shape.ndim; d++) put_u64(hdr + 8 + 8 * d, (uint64_t)t->shape.d[d]);
+    prt_le_put_u32(hdr, code);
+    prt_le_put_u32(hdr + 4, (uint32_t)t->shape.ndim);
+    for (int d = 0; d < t->shape.ndim; d++) prt_le_put_u64(hdr + 8 + 8 * d, (uint64_t)t->shape.d[d]);
     PRT_CHECK(wbytes(w, hdr, 8 + 8 * (size_t)t->shape.ndim));
     return wdata(w, t->data, nbytes, prt_dtype_size(t->dtype));
-}
-
-/* fsync of the directory makes the rename itself durable. */
-static void sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }
 
 prt_status prt_weights_write(prt_context *ctx, const char *path, int n, const char *const *names,
@@ -147,12 +120,12 @@ prt_status prt_weights_write(prt_context *ctx, const char *path, int n, const ch
     }
     unsigned char hdr[12];
     memcpy(hdr, magic, 4);
-    put_u32(hdr + 4, PRT_WEIGHTS_VERSION);
-    put_u32(hdr + 8, (uint32_t)n);
+    prt_le_put_u32(hdr + 4, PRT_WEIGHTS_VERSION);
+    prt_le_put_u32(hdr + 8, (uint32_t)n);
     PRT_CHECK_GOTO(wbytes(&w, hdr, sizeof hdr), st, fail);
     for (int i = 0; i < n; i++) PRT_CHECK_GOTO(write_tensor(&w, names[i], tensors[i]), st, fail);
     unsigned char crc[4];
-    put_u32(crc, w.crc);
+    prt_le_put_u32(crc, w.crc);
     PRT_CHECK_GOTO(wbytes(&w, crc, 4), st, fail);
     if (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0) {
         st = prt_error(ctx, PRT_ERR_IO, "%s: cannot write the weights file: %s", path, strerror(errno));
@@ -169,7 +142,7 @@ prt_status prt_weights_write(prt_context *ctx, const char *path, int n, const ch
                        strerror(errno));
         goto fail;
     }
-    sync_dir(path);
+    prt_fsync_parent(path);
     prt_free(ctx, tmp, 0);
     return PRT_OK;
 fail:
@@ -252,7 +225,7 @@ static prt_status parse_tensor(rstate *r, int k, prt_weights_tensor *t, size_t *
     snprintf(who, sizeof who, "tensor %d", k);
     t->offset = (int64_t)rec;
     if (r->end - r->pos < 4) return truncated(r, r->pos, who, "the name length", 4);
-    uint32_t len = get_u32(r->p + r->pos);
+    uint32_t len = prt_le_get_u32(r->p + r->pos);
     if (len == 0 || len > PRT_WEIGHTS_MAX_NAME)
         return prt_error(ctx, PRT_ERR_PARSE, "%s: offset %zu: %s: name length %u is outside 1..%d", path, r->pos, who,
                          len, PRT_WEIGHTS_MAX_NAME);
@@ -264,7 +237,7 @@ static prt_status parse_tensor(rstate *r, int k, prt_weights_tensor *t, size_t *
     snprintf(who, sizeof who, "tensor '%.*s'", (int)len, (const char *)r->p + r->pos);
     r->pos += len;
     if (r->end - r->pos < 8) return truncated(r, r->pos, who, "the dtype and ndim", 8);
-    uint32_t code = get_u32(r->p + r->pos), ndim = get_u32(r->p + r->pos + 4);
+    uint32_t code = prt_le_get_u32(r->p + r->pos), ndim = prt_le_get_u32(r->p + r->pos + 4);
     if (!code_to_dtype(code, &t->dtype))
         return prt_error(ctx, PRT_ERR_PARSE, "%s: offset %zu: %s: unknown dtype code %u (known: 0..%u)", path, r->pos,
                          who, code, N_FILE_DTYPES - 1);
@@ -277,7 +250,7 @@ static prt_status parse_tensor(rstate *r, int k, prt_weights_tensor *t, size_t *
     int64_t d[PRT_WEIGHTS_MAX_NDIM], numel = 1;
     bool over = false;
     for (uint32_t i = 0; i < ndim; i++) {
-        d[i] = (int64_t)get_u64(r->p + r->pos + 8 * i);
+        d[i] = (int64_t)prt_le_get_u64(r->p + r->pos + 8 * i);
         if (d[i] <= 0)
             return prt_error(ctx, PRT_ERR_PARSE, "%s: offset %zu: %s: dimension %u is %lld (dimensions must be positive)",
                              path, r->pos + 8 * i, who, i, (long long)d[i]);
@@ -331,7 +304,7 @@ static prt_status parse_owned(prt_context *ctx, const char *path, unsigned char 
                        path, m);
         goto fail;
     }
-    uint32_t version = get_u32(image + 4);
+    uint32_t version = prt_le_get_u32(image + 4);
     if (version != PRT_WEIGHTS_VERSION) {
         if (version > PRT_WEIGHTS_VERSION)
             st = prt_error(ctx, PRT_ERR_PARSE,
@@ -342,7 +315,7 @@ static prt_status parse_owned(prt_context *ctx, const char *path, unsigned char 
                            "reads version %d)", path, version, PRT_WEIGHTS_VERSION);
         goto fail;
     }
-    uint32_t count = get_u32(image + 8);
+    uint32_t count = prt_le_get_u32(image + 8);
     rstate r = {ctx, path, image, 12, size - 4};
     /* every record takes at least 12 bytes: bound the count before allocating for it */
     if (count > (r.end - r.pos) / 12) {
@@ -359,14 +332,14 @@ static prt_status parse_owned(prt_context *ctx, const char *path, unsigned char 
     size_t name_bytes = 0;
     for (uint32_t k = 0; k < count; k++) {
         PRT_CHECK_GOTO(parse_tensor(&r, (int)k, &w->t[k], &name_at[k]), st, fail);
-        name_bytes += get_u32(image + name_at[k] - 4) + 1;
+        name_bytes += prt_le_get_u32(image + name_at[k] - 4) + 1;
     }
     if (r.pos != r.end) {
         st = prt_error(ctx, PRT_ERR_PARSE, "%s: offset %zu: %zu trailing bytes after the last tensor (before the CRC)",
                        path, r.pos, r.end - r.pos);
         goto fail;
     }
-    uint32_t stored = get_u32(image + r.end), computed = crc_update((uint32_t)crc32_z(0, NULL, 0), image, r.end);
+    uint32_t stored = prt_le_get_u32(image + r.end), computed = crc_update((uint32_t)crc32_z(0, NULL, 0), image, r.end);
     if (stored != computed) {
         st = prt_error(ctx, PRT_ERR_PARSE,
                        "%s: offset %zu: CRC mismatch (stored 0x%08x, computed 0x%08x): the file is damaged", path,
@@ -381,7 +354,7 @@ static prt_status parse_owned(prt_context *ctx, const char *path, unsigned char 
     }
     size_t o = 0;
     for (uint32_t k = 0; k < count; k++) {
-        size_t len = get_u32(image + name_at[k] - 4);
+        size_t len = prt_le_get_u32(image + name_at[k] - 4);
         memcpy(w->names + o, image + name_at[k], len);
         w->names[o + len] = '\0';
         w->t[k].name = w->names + o;

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     prt_context *ctx = NULL;
     if (prt_context_create(&o, &ctx) != PRT_OK) return 0;
     ProtobufCAllocator a;
-    prt_onnx_allocator(ctx, &a);
+    prt_pb_allocator(ctx, &a);
     Onnx__ModelProto *mp = onnx__model_proto__unpack(&a, size, data);
     if (mp) {
         prt_onnx_model *m = NULL;

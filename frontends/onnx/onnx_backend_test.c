@@ -139,7 +139,7 @@ static prt_status import_with_weights(prt_context *ctx, const char *model_path, 
     int n_w = 0;
     prt_status st = PRT_OK;
     ProtobufCAllocator a;
-    prt_onnx_allocator(ctx, &a);
+    prt_pb_allocator(ctx, &a);
     Onnx__TensorProto **init = NULL, **old_init = gp->initializer;
     size_t old_n = gp->n_initializer;
     for (int k = 0; k < ci->n && st == PRT_OK; k++) {

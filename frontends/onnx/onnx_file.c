@@ -13,15 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void *pb_alloc(void *data, size_t n) { return prt_malloc(data, n ? n : 1); }
-static void pb_free(void *data, void *p) { prt_free(data, p, 0); }
-
-void prt_onnx_allocator(prt_context *ctx, ProtobufCAllocator *a) {
-    a->alloc = pb_alloc;
-    a->free = pb_free;
-    a->allocator_data = ctx;
-}
-
 prt_status prt_onnx_read_file(prt_context *ctx, const char *path, const char *what, size_t limit,
                               unsigned char **buf, size_t *size) {
     *buf = NULL;
@@ -310,7 +301,7 @@ prt_status prt_onnx_read_tensor(prt_context *ctx, const char *path, prt_tensor *
     size_t n;
     PRT_CHECK(prt_onnx_read_file(ctx, path, "tensor file", PRT_ONNX_MAX_FILE, &buf, &n));
     ProtobufCAllocator a;
-    prt_onnx_allocator(ctx, &a);
+    prt_pb_allocator(ctx, &a);
     Onnx__TensorProto *t = onnx__tensor_proto__unpack(&a, n, buf);
     prt_free(ctx, buf, 0);
     if (!t) return prt_error(ctx, PRT_ERR_PARSE, "%s: not a valid TensorProto (protobuf-c could not unpack it)", path);
@@ -365,20 +356,7 @@ prt_status prt_onnx_write_file(prt_context *ctx, const char *path, const void *b
     if (st == PRT_OK && rename(tmp, path) != 0)
         st = prt_error(ctx, PRT_ERR_IO, "%s: cannot rename the temporary file into place: %s", path, strerror(errno));
     if (st != PRT_OK) unlink(tmp);
-    if (st == PRT_OK) {
-        /* fsync of the directory makes the rename itself durable */
-        char *dir = prt_strdup(ctx, path);
-        if (dir) {
-            char *slash = strrchr(dir, '/');
-            const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-            int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                (void)fsync(dfd);
-                close(dfd);
-            }
-            prt_free(ctx, dir, 0);
-        }
-    }
+    if (st == PRT_OK) prt_fsync_parent(path); /* makes the rename itself durable */
     prt_free(ctx, tmp, 0);
     return st;
 }

@@ -1,13 +1,11 @@
-/* Private helpers of frontends/onnx/: file reading, the protobuf-c allocator and
+/* Private helpers of frontends/onnx/: file reading and
  * TensorProto decoding, shared by the importer, the exporter and the test runner. */
 #ifndef PARROTS_ONNX_IMPL_H
 #define PARROTS_ONNX_IMPL_H
 
+#include "frontends/file_util.h"
 #include "frontends/onnx/onnx_api.h"
 #include "onnx.pb-c.h"
-
-/* protobuf-c allocations through the context's hook. */
-void prt_onnx_allocator(prt_context *ctx, ProtobufCAllocator *a);
 
 /* Reads a whole regular file of at most `limit` bytes (checked on the size
  * before reading and again while reading). `what` names it in messages. Caller

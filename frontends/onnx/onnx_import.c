@@ -403,7 +403,7 @@ prt_status prt_onnx_read_model(prt_context *ctx, const char *path, Onnx__ModelPr
     size_t n;
     PRT_CHECK(prt_onnx_read_file(ctx, path, "ONNX model", PRT_ONNX_MAX_FILE, &buf, &n));
     ProtobufCAllocator a;
-    prt_onnx_allocator(ctx, &a);
+    prt_pb_allocator(ctx, &a);
     Onnx__ModelProto *mp = onnx__model_proto__unpack(&a, n, buf);
     prt_free(ctx, buf, 0);
     if (!mp)
@@ -416,7 +416,7 @@ prt_status prt_onnx_read_model(prt_context *ctx, const char *path, Onnx__ModelPr
 void prt_onnx_free_model(prt_context *ctx, Onnx__ModelProto *mp) {
     if (!mp) return;
     ProtobufCAllocator a;
-    prt_onnx_allocator(ctx, &a);
+    prt_pb_allocator(ctx, &a);
     onnx__model_proto__free_unpacked(mp, &a);
 }
 
