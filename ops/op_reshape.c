@@ -68,29 +68,8 @@ static prt_status reshape_grad(prt_grad_ctx *gc) {
     return prt_grad_emit(gc, "reshape_like", in, 2, none, &gc->dx[0]);
 }
 
-static prt_status reshape_ref(const prt_kernel_call *c) {
-    PRT_CHECK(prt_kernel_check_f32(c, "reshape"));
-    const float *x = PRT_F32P(c->in[0]);
-    float *y = PRT_F32P(c->out[0]);
-    int64_t n = prt_shape_count(&c->out[0]->shape);
-    if (x != y)
-        for (int64_t i = 0; i < n; i++) y[i] = x[i];
-    return PRT_OK;
-}
-
-typedef struct copy_args { const float *x; float *y; } copy_args;
-
-static void copy_range(void *arg, int64_t lo, int64_t hi) {
-    const copy_args *a = arg;
-    memcpy(a->y + lo, a->x + lo, (size_t)(hi - lo) * sizeof(float));
-}
-
-static prt_status reshape_fast(const prt_kernel_call *c) {
-    PRT_CHECK(prt_kernel_check_f32(c, "reshape"));
-    copy_args a = {PRT_F32P(c->in[0]), PRT_F32P(c->out[0])};
-    if (a.x != a.y) prt_parallel_range(prt_shape_count(&c->out[0]->shape), PRT_PAR_MIN_ELEMS, copy_range, &a);
-    return PRT_OK;
-}
+static prt_status reshape_ref(const prt_kernel_call *c) { return prt_copy_kernel_ref(c, 0, "reshape"); }
+static prt_status reshape_fast(const prt_kernel_call *c) { return prt_copy_kernel_fast(c, 0, "reshape"); }
 
 const prt_op_schema prt_op_reshape = {
     .name = "reshape",

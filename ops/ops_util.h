@@ -70,6 +70,12 @@ prt_status prt_kernel_check_f32(const prt_kernel_call *c, const char *op);
  * thread count. */
 typedef void (*prt_range_fn)(void *arg, int64_t lo, int64_t hi);
 void prt_parallel_range(int64_t n, int64_t min_per_thread, prt_range_fn fn, void *arg);
+
+/* The kernels of ops whose output is input `in`'s elements in another shape
+ * (flatten, reshape, reshape_like): nothing to do when the planner put them in
+ * place, else a copy — plain (ref) or split over the threads (fast). */
+prt_status prt_copy_kernel_ref(const prt_kernel_call *c, int in, const char *what);
+prt_status prt_copy_kernel_fast(const prt_kernel_call *c, int in, const char *what);
 /* Elements per thread below which a memory-bound loop stays serial. */
 #define PRT_PAR_MIN_ELEMS 32768
 
