@@ -385,9 +385,37 @@ static prt_status collect_buffers(planner *pl) {
     }
     for (int r = 0; r < p->n_regs; r++)
         if (plan->reg_region[r] == PRT_MEM_ARENA) plan->reg_buffer[r] = plan->reg_buffer[find(pl, r)];
-    /* gradient buckets: gradients in the order backward writes them, reg_offset
-     * for now relative to the bucket; each bucket lives from its first gradient
-     * to the end of the step */
+    /* gradient buckets: those the program's ALLREDUCE instructions name (each
+     * live from its first gradient write to its update), or else gradients in
+     * the order backward writes them; reg_offset for now relative to the bucket */
+    prt_bucket_table bt;
+    PRT_CHECK(prt_program_buckets(pl->ctx, p, &bt));
+    prt_status st = PRT_OK;
+    for (int b = 0; b < bt.n && st == PRT_OK && !pl->o.no_buckets; b++) {
+        int first = p->n_code;
+        for (int j = 0; j < bt.b[b].n_regs; j++)
+            if (pl->first[bt.b[b].regs[j]] < first) first = pl->first[bt.b[b].regs[j]];
+        int open = plan->n_bufs;
+        st = add_buffer(pl, 0, first, bt.b[b].wait_pc + 1, -1, -1, &cap);
+        if (st != PRT_OK) break;
+        plan->bufs[open].bucket = plan->n_buckets++;
+        size_t fill = 0;
+        for (int j = 0; j < bt.b[b].n_regs; j++) {
+            int r = bt.b[b].regs[j];
+            if (plan->reg_region[r] != PRT_MEM_GRAD) {
+                st = prt_error(pl->ctx, PRT_ERR_INTERNAL, "memory plan: '%s' of bucket %d is not a gradient",
+                               p->regs[r].name, b);
+                break;
+            }
+            plan->reg_buffer[r] = open;
+            plan->reg_offset[r] = fill;
+            fill += align_up(pl->reg_bytes[r]);
+            plan->bufs[open].bytes = fill;
+            plan->grad_bytes += pl->reg_bytes[r];
+        }
+    }
+    prt_bucket_table_free(pl->ctx, &bt);
+    PRT_CHECK(st);
     int open = -1;
     size_t fill = 0;
     for (int pc = 0; pc < p->n_code; pc++) {

@@ -99,6 +99,12 @@ typedef struct prt_kernel_call {
                                     * effects on state (batch norm's running statistics) */
     uint64_t rng_key;              /* per-call stream key (dropout) */
     uint64_t step;                 /* training step, part of the RNG counter */
+    /* Data-parallel training (issue 6); zero in a one-process run. */
+    struct prt_comm *comm;         /* the job's communicator (runtime/comm_api.h), NULL: one process */
+    bool sync_bn;                  /* batch norm reduces its batch statistics over comm, so N ranks of
+                                    * batch b compute what one rank of batch N*b would */
+    int64_t sample_stride;         /* local sample i is sample i * sample_stride + sample_offset of the */
+    int64_t sample_offset;         /* combined batch (0 and 0 mean 1 and 0): dropout keys its masks by it */
 } prt_kernel_call;
 
 typedef struct prt_kernel {

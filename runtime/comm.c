@@ -1,6 +1,7 @@
 /* The comm-backend core: argument checks shared by every backend, and the
  * agreement check built on allgather. */
 #include "runtime/comm_api.h"
+#include "runtime/trace.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -30,19 +31,39 @@ void prt_comm_destroy(prt_comm *c) {
 
 prt_status prt_comm_allreduce_start(prt_comm *c, void *buf, size_t count, prt_dtype t,
                                     prt_comm_op op, prt_comm_handle *out) {
+    return prt_comm_allreduce_start_tagged(c, buf, count, t, op, -1, out);
+}
+
+prt_status prt_comm_allreduce_start_tagged(prt_comm *c, void *buf, size_t count, prt_dtype t,
+                                           prt_comm_op op, int tag, prt_comm_handle *out) {
     *out = 0;
     if (t != PRT_F32)
         return prt_error(c->ctx, PRT_ERR_UNSUPPORTED, "allreduce: dtype %s is not supported (f32 only)",
                          prt_dtype_name(t));
-    if (op != PRT_COMM_SUM)
-        return prt_error(c->ctx, PRT_ERR_UNSUPPORTED, "allreduce: reduction %d is not supported (sum only)",
+    if (op != PRT_COMM_SUM && op != PRT_COMM_AVG)
+        return prt_error(c->ctx, PRT_ERR_UNSUPPORTED, "allreduce: reduction %d is not supported (sum or average)",
                          (int)op);
     size_t bytes;
     if (!prt_mul_size(count, sizeof(float), &bytes))
         return prt_error(c->ctx, PRT_ERR_OVERFLOW, "allreduce: %zu elements overflow a size", count);
     if (count && !buf) return prt_error(c->ctx, PRT_ERR_INVALID, "allreduce: NULL buffer for %zu elements", count);
-    return c->iface->allreduce_start(c, buf, count, t, op, out);
+    return c->iface->allreduce_start(c, buf, count, t, op, tag, out);
 }
+
+prt_status prt_comm_gather_bytes(prt_comm *c, const void *buf, size_t bytes, int root, void **out,
+                                 size_t *sizes) {
+    *out = NULL;
+    if (root < 0 || root >= c->size)
+        return prt_error(c->ctx, PRT_ERR_INVALID, "gather: root %d is not a rank (size %d)", root, c->size);
+    if (bytes && !buf) return prt_error(c->ctx, PRT_ERR_INVALID, "gather: NULL buffer for %zu bytes", bytes);
+    return c->iface->gather_bytes(c, buf, bytes, root, out, sizes);
+}
+
+void prt_comm_abort(prt_comm *c, int code) {
+    if (c && c->iface->abort) c->iface->abort(c, code);
+}
+
+void prt_comm_set_trace(prt_comm *c, struct prt_trace *trace) { c->trace = trace; }
 
 prt_status prt_comm_wait(prt_comm *c, prt_comm_handle h) {
     if (h == 0) return prt_error(c->ctx, PRT_ERR_INVALID, "comm wait: invalid handle 0");

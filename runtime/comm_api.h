@@ -43,7 +43,11 @@ typedef struct prt_comm prt_comm;
 /* Identifies one started allreduce; 0 is never a valid handle. */
 typedef uint64_t prt_comm_handle;
 
-typedef enum prt_comm_op { PRT_COMM_SUM = 0 } prt_comm_op;
+/* SUM adds the buffers of all ranks; AVG then multiplies by 1/size (on the
+ * communication thread), which is what data-parallel gradients want. */
+typedef enum prt_comm_op { PRT_COMM_SUM = 0, PRT_COMM_AVG = 1 } prt_comm_op;
+
+struct prt_trace;
 
 typedef struct prt_comm_options {
     size_t struct_size; /* sizeof(prt_comm_options) */
@@ -57,9 +61,10 @@ typedef struct prt_comm_options {
 typedef struct prt_comm_iface {
     size_t struct_size;
     const char *name; /* "mpi", "local" */
-    /* Queues an in-place reduction of count elements; *out identifies it. */
+    /* Queues an in-place reduction of count elements; *out identifies it. tag
+     * labels it in timelines (the gradient bucket; -1 none). */
     prt_status (*allreduce_start)(prt_comm *c, void *buf, size_t count, prt_dtype t,
-                                  prt_comm_op op, prt_comm_handle *out);
+                                  prt_comm_op op, int tag, prt_comm_handle *out);
     /* Blocks until h (and every operation issued before it) finished. */
     prt_status (*wait)(prt_comm *c, prt_comm_handle h);
     /* Copies bytes of root's buf into buf on every other rank. */
@@ -68,6 +73,12 @@ typedef struct prt_comm_iface {
     /* out[r] = value of rank r (out has size entries). */
     prt_status (*allgather_u64)(prt_comm *c, uint64_t value, uint64_t *out);
     void (*destroy)(prt_comm *c);
+    /* root receives every rank's bytes, in rank order, in one buffer *out
+     * (allocated with prt_malloc, caller frees with prt_free(ctx, p, 0)) with
+     * sizes[r] per rank (size entries, caller allocates); others get *out NULL. */
+    prt_status (*gather_bytes)(prt_comm *c, const void *buf, size_t bytes, int root, void **out,
+                               size_t *sizes);
+    void (*abort)(prt_comm *c, int code); /* NULL: nothing to do */
 } prt_comm_iface;
 
 struct prt_comm {
@@ -77,6 +88,7 @@ struct prt_comm {
     int local_rank, local_size; /* among the ranks of this machine */
     double timeout_s;
     void *impl;
+    struct prt_trace *trace;    /* when set (prt_comm_set_trace), each operation's span is recorded */
 };
 
 /* The MPI backend. Initialises MPI (asking for MPI_THREAD_MULTIPLE, needing at
@@ -97,7 +109,21 @@ static inline const char *prt_comm_backend(const prt_comm *c) { return c->iface-
 /* Sums count f32 elements of buf over all ranks, in place, on the comm thread. */
 prt_status prt_comm_allreduce_start(prt_comm *c, void *buf, size_t count, prt_dtype t,
                                     prt_comm_op op, prt_comm_handle *out);
+/* The same with a timeline label (the bucket number; -1 none). */
+prt_status prt_comm_allreduce_start_tagged(prt_comm *c, void *buf, size_t count, prt_dtype t,
+                                           prt_comm_op op, int tag, prt_comm_handle *out);
 prt_status prt_comm_wait(prt_comm *c, prt_comm_handle h);
+/* Collects bytes from every rank at root (see prt_comm_iface.gather_bytes). */
+prt_status prt_comm_gather_bytes(prt_comm *c, const void *buf, size_t bytes, int root, void **out,
+                                 size_t *sizes);
+/* Ends every process of the job (the command line calls it after reporting a
+ * failure that other ranks cannot see, so no rank is left waiting). MPI:
+ * MPI_Abort; local: nothing (returns). Never returns for MPI. */
+void prt_comm_abort(prt_comm *c, int code);
+
+/* Records every later operation's span (on the communication thread) in trace,
+ * which must outlive the communicator or be unset with NULL first. */
+void prt_comm_set_trace(prt_comm *c, struct prt_trace *trace);
 prt_status prt_comm_broadcast(prt_comm *c, void *buf, size_t bytes, int root);
 prt_status prt_comm_barrier(prt_comm *c);
 

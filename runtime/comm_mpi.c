@@ -14,6 +14,7 @@
  * back as messages and never collide with the program's own collectives.
  */
 #include "runtime/comm_api.h"
+#include "runtime/trace.h"
 
 #if PARROTS_HAVE_MPI
 
@@ -30,7 +31,7 @@
 /* Polls before the thread starts yielding the core between MPI_Test calls. */
 #define SPIN_POLLS 2000
 
-typedef enum op_kind { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_ALLGATHER } op_kind;
+typedef enum op_kind { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_ALLGATHER, OP_GATHER_SIZES, OP_GATHERV } op_kind;
 
 typedef struct mpi_op {
     op_kind kind;
@@ -40,6 +41,10 @@ typedef struct mpi_op {
     int root;
     uint64_t value; /* allgather: this rank's value; out: size entries */
     uint64_t *out;
+    prt_comm_op rop; /* allreduce: sum or average */
+    int tag;         /* allreduce: timeline label (bucket), -1 none */
+    char *recv;      /* gatherv at root: the receive buffer */
+    int *counts, *displs; /* gatherv at root: per rank */
 } mpi_op;
 
 typedef struct mpi_comm {
@@ -69,6 +74,8 @@ static const char *op_name(op_kind k) {
     case OP_BROADCAST: return "broadcast";
     case OP_BARRIER: return "barrier";
     case OP_ALLGATHER: return "allgather";
+    case OP_GATHER_SIZES:
+    case OP_GATHERV: return "gather";
     }
     return "?";
 }
@@ -77,7 +84,11 @@ static const char *op_name(op_kind k) {
 static void describe(const mpi_op *op, char *buf, size_t cap) {
     switch (op->kind) {
     case OP_ALLREDUCE:
-        snprintf(buf, cap, "allreduce #%llu of %zu f32 elements", (unsigned long long)op->seq, op->count);
+        if (op->tag >= 0)
+            snprintf(buf, cap, "allreduce #%llu (gradient bucket %d) of %zu f32 elements", (unsigned long long)op->seq,
+                     op->tag, op->count);
+        else
+            snprintf(buf, cap, "allreduce #%llu of %zu f32 elements", (unsigned long long)op->seq, op->count);
         break;
     case OP_BROADCAST:
         snprintf(buf, cap, "broadcast #%llu of %zu bytes from rank %d", (unsigned long long)op->seq, op->count,
@@ -148,6 +159,10 @@ static prt_status run_op(mpi_comm *m, mpi_op *op, char *msg, size_t cap) {
             rc = MPI_Iallreduce(MPI_IN_PLACE, p, (int)n, MPI_FLOAT, MPI_SUM, m->comm, &req);
             if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
             if ((st = poll_request(m, &req, op, msg, cap)) != PRT_OK) return st;
+            if (op->rop == PRT_COMM_AVG && m->base.size > 1) {
+                const float inv = 1.0f / (float)m->base.size;
+                for (size_t i = 0; i < n; i++) p[i] *= inv;
+            }
             p += n;
             left -= n;
         } while (left > 0);
@@ -174,6 +189,15 @@ static prt_status run_op(mpi_comm *m, mpi_op *op, char *msg, size_t cap) {
         rc = MPI_Iallgather(&op->value, 1, MPI_UINT64_T, op->out, 1, MPI_UINT64_T, m->comm, &req);
         if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
         return poll_request(m, &req, op, msg, cap);
+    case OP_GATHER_SIZES:
+        rc = MPI_Igather(&op->value, 1, MPI_UINT64_T, op->out, 1, MPI_UINT64_T, op->root, m->comm, &req);
+        if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
+        return poll_request(m, &req, op, msg, cap);
+    case OP_GATHERV:
+        rc = MPI_Igatherv(op->buf, (int)op->count, MPI_BYTE, op->recv, op->counts, op->displs, MPI_BYTE, op->root,
+                          m->comm, &req);
+        if (rc != MPI_SUCCESS) return start_failed(m, op, rc, msg, cap);
+        return poll_request(m, &req, op, msg, cap);
     }
     snprintf(msg, cap, "unknown comm operation %d", (int)op->kind);
     return PRT_ERR_INTERNAL;
@@ -192,7 +216,9 @@ static void *comm_thread(void *arg) {
         /* after a failure the collective order is lost: nothing more is issued */
         bool healthy = m->failed_at == 0;
         pthread_mutex_unlock(&m->mu);
+        double t0 = prt_now();
         prt_status st = healthy ? run_op(m, &op, msg, sizeof msg) : PRT_OK;
+        if (m->base.trace && healthy) prt_trace_span(m->base.trace, PRT_TRACE_comm, op_name(op.kind), NULL, t0, prt_now(), op.tag);
         pthread_mutex_lock(&m->mu);
         if (healthy && st != PRT_OK) {
             m->failed_at = op.seq;
@@ -261,26 +287,82 @@ static prt_status run_sync(mpi_comm *m, mpi_op *op) {
 }
 
 static prt_status mpi_allreduce_start(prt_comm *c, void *buf, size_t count, prt_dtype t, prt_comm_op rop,
-                                      prt_comm_handle *out) {
-    mpi_op op = {.kind = OP_ALLREDUCE, .buf = buf, .count = count};
+                                      int tag, prt_comm_handle *out) {
+    mpi_op op = {.kind = OP_ALLREDUCE, .buf = buf, .count = count, .rop = rop, .tag = tag};
     PRT_CHECK(enqueue((mpi_comm *)c, &op));
     *out = op.seq;
     return PRT_OK;
 }
 
 static prt_status mpi_broadcast(prt_comm *c, void *buf, size_t bytes, int root) {
-    mpi_op op = {.kind = OP_BROADCAST, .buf = buf, .count = bytes, .root = root};
+    mpi_op op = {.kind = OP_BROADCAST, .buf = buf, .count = bytes, .root = root, .tag = -1};
     return run_sync((mpi_comm *)c, &op);
 }
 
 static prt_status mpi_barrier(prt_comm *c) {
-    mpi_op op = {.kind = OP_BARRIER};
+    mpi_op op = {.kind = OP_BARRIER, .tag = -1};
     return run_sync((mpi_comm *)c, &op);
 }
 
 static prt_status mpi_allgather_u64(prt_comm *c, uint64_t value, uint64_t *out) {
-    mpi_op op = {.kind = OP_ALLGATHER, .value = value, .out = out};
+    mpi_op op = {.kind = OP_ALLGATHER, .value = value, .out = out, .tag = -1};
     return run_sync((mpi_comm *)c, &op);
+}
+
+/* Two collectives: the sizes to root, then the bytes (MPI counts are int, so
+ * one gather moves less than 2 GiB in all). */
+static prt_status mpi_gather_bytes(prt_comm *c, const void *buf, size_t bytes, int root, void **out,
+                                   size_t *sizes) {
+    mpi_comm *m = (mpi_comm *)c;
+    prt_context *ctx = c->ctx;
+    size_t n = (size_t)c->size;
+    bool is_root = c->rank == root;
+    uint64_t *all = is_root ? prt_calloc(ctx, n, sizeof *all) : NULL;
+    int *counts = is_root ? prt_calloc(ctx, n, sizeof *counts) : NULL;
+    int *displs = is_root ? prt_calloc(ctx, n, sizeof *displs) : NULL;
+    char *recv = NULL;
+    prt_status st = PRT_OK;
+    if (is_root && (!all || !counts || !displs)) st = prt_error(ctx, PRT_ERR_NOMEM, "gather of %zu ranks", n);
+    /* every rank takes part in both collectives even after a local failure, so
+     * that no rank waits for a collective another skipped */
+    mpi_op op = {.kind = OP_GATHER_SIZES, .value = bytes > INT_MAX ? UINT64_MAX : bytes, .out = all, .root = root,
+                 .tag = -1};
+    prt_status st1 = run_sync(m, &op);
+    if (st == PRT_OK) st = st1;
+    size_t total = 0;
+    if (is_root && st == PRT_OK) {
+        for (size_t r = 0; r < n; r++) {
+            if (all[r] == UINT64_MAX || total + all[r] > INT_MAX) {
+                st = prt_error(ctx, PRT_ERR_LIMIT, "gather: rank %zu sends %s; at most 2 GiB in all", r,
+                               all[r] == UINT64_MAX ? "more than 2 GiB" : "more than fits");
+                break;
+            }
+            counts[r] = (int)all[r];
+            displs[r] = (int)total;
+            sizes[r] = all[r];
+            total += all[r];
+        }
+        if (st == PRT_OK && !(recv = prt_malloc(ctx, total ? total : 1)))
+            st = prt_error(ctx, PRT_ERR_NOMEM, "gather: %zu bytes", total);
+    }
+    if (st1 == PRT_OK) { /* the sizes collective finished everywhere it could */
+        int counts0[1] = {0}, displs0[1] = {0};
+        op = (mpi_op){.kind = OP_GATHERV, .buf = (void *)buf, .count = bytes > INT_MAX ? 0 : bytes, .root = root,
+                      .recv = recv, .counts = counts ? counts : counts0, .displs = displs ? displs : displs0,
+                      .tag = -1};
+        if (is_root && st != PRT_OK) memset(counts, 0, n * sizeof *counts);
+        prt_status st2 = run_sync(m, &op);
+        if (st == PRT_OK) st = st2;
+    }
+    prt_free(ctx, all, 0);
+    prt_free(ctx, counts, 0);
+    prt_free(ctx, displs, 0);
+    if (st != PRT_OK) {
+        prt_free(ctx, recv, 0);
+        return st;
+    }
+    *out = recv;
+    return PRT_OK;
 }
 
 /* Frees what the thread no longer uses. A collective abandoned on timeout may
@@ -320,6 +402,8 @@ static void release(mpi_comm *m, bool thread_started) {
 
 static void mpi_destroy(prt_comm *c) { release((mpi_comm *)c, true); }
 
+static void mpi_abort(prt_comm *c, int code) { MPI_Abort(MPI_COMM_WORLD, code); }
+
 static const prt_comm_iface mpi_iface = {
     .struct_size = sizeof(prt_comm_iface),
     .name = "mpi",
@@ -329,6 +413,8 @@ static const prt_comm_iface mpi_iface = {
     .barrier = mpi_barrier,
     .allgather_u64 = mpi_allgather_u64,
     .destroy = mpi_destroy,
+    .gather_bytes = mpi_gather_bytes,
+    .abort = mpi_abort,
 };
 
 static bool env_int(const char *name, int *out) {

@@ -75,3 +75,10 @@ double prt_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+void prt_context_set_threads(prt_context *ctx, int n) {
+    ctx->num_threads = n > 0 ? n : 0;
+#ifdef _OPENMP
+    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+#endif
+}

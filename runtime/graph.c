@@ -130,6 +130,7 @@ prt_status prt_graph_add_node(prt_graph *g, int op, const char *name, const char
     n->op = op;
     n->loc = loc;
     n->recompute_of = -1;
+    n->bucket = -1;
     n->n_data_in = n->n_in = n_inputs;
     n->name = prt_strdup(ctx, name);
     n->param_path = prt_strdup(ctx, param_path ? param_path : name);

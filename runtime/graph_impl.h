@@ -50,6 +50,7 @@ typedef struct prt_node {
     prt_attr *attrs;       /* owned: schema order, defaults filled in */
     prt_loc loc;
     int recompute_of;      /* a copy of forward node k re-run for backward (memory/rewrite.c); -1 */
+    int bucket;            /* an optimizer update of gradient bucket b (scheduler/buckets.c); -1 */
 } prt_node;
 
 struct prt_graph {

@@ -234,4 +234,9 @@ struct prt_context {
 /* Time in seconds from a monotonic clock. */
 double prt_now(void);
 
+/* Sets the CPU threads kernels use (0: all cores), as prt_context_options
+ * num_threads does at creation (a data-parallel rank learns how many ranks share
+ * its machine only after the context exists). */
+void prt_context_set_threads(prt_context *ctx, int n);
+
 #endif

@@ -482,7 +482,12 @@ START_TEST(test_encoding_roundtrip) {
     ck_assert_str_eq(prt_vm_op_names[PRT_OP_HALT], "HALT");
     ck_assert_int_eq(prt_vm_op_formats[PRT_OP_SETI], PRT_VM_FMT_RI);
     ck_assert_int_eq(prt_vm_formats[prt_vm_op_formats[PRT_OP_JMP]].a, PRT_VM_A_JMODE);
-    ck_assert_int_eq(PRT_OP_COUNT, 7);
+    ck_assert_int_eq(PRT_OP_COUNT, 9);
+    i = prt_vm_ins_allreduce_start(0x123456);
+    ck_assert_int_eq(PRT_VM_GET_OP(i), PRT_OP_ALLREDUCE_START);
+    ck_assert_uint_eq(PRT_VM_GET_A(i), 0x123456u);
+    ck_assert_uint_eq(PRT_VM_RAW_X(i), 0);
+    ck_assert_int_eq(prt_vm_formats[prt_vm_op_formats[PRT_OP_ALLREDUCE_WAIT]].a, PRT_VM_A_BUCKET);
 }
 END_TEST
 

@@ -66,11 +66,64 @@ static prt_status add_call(prt_graph *g, prt_program *p, int n, int *op_index) {
     return prt_program_emit(ctx, p, ins, &pc);
 }
 
+/* For data-parallel training graphs (update nodes with a bucket): start_after[i]
+ * is the last bucket whose gradients are all written once the i-th node of the
+ * order ran (-1 if none), so ALLREDUCE_STARTs follow the last gradient write. */
+static prt_status bucket_starts(prt_graph *g, const int *order, int *start_after, int *n_buckets) {
+    prt_context *ctx = g->ctx;
+    int nb = 0;
+    for (int n = 0; n < g->n_nodes; n++)
+        if (g->nodes[n].bucket >= nb) nb = g->nodes[n].bucket + 1;
+    for (int i = 0; i < g->n_nodes; i++) start_after[i] = -1;
+    *n_buckets = nb;
+    if (nb == 0) return PRT_OK;
+    int *pos = prt_calloc(ctx, (size_t)g->n_nodes, sizeof *pos);
+    int *last = prt_calloc(ctx, (size_t)nb, sizeof *last);
+    int *seen = prt_calloc(ctx, (size_t)nb, sizeof *seen);
+    prt_status st = PRT_OK;
+    if (!pos || !last || !seen) {
+        st = prt_error(ctx, PRT_ERR_NOMEM, "graph '%s': compiling: out of memory", g->name);
+        goto done;
+    }
+    for (int i = 0; i < g->n_nodes; i++) pos[order[i]] = i;
+    for (int b = 0; b < nb; b++) last[b] = -1;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const prt_node *nd = &g->nodes[n];
+        int b = nd->bucket;
+        if (b < 0) continue;
+        seen[b]++;
+        int k = 0;
+        while (k < nd->n_in && g->values[nd->in[k]].kind == PRT_VAL_PARAM) k++;
+        for (int j = k; j < 2 * k && j < nd->n_in; j++) {
+            int prod = g->values[nd->in[j]].producer;
+            if (prod >= 0 && pos[prod] > last[b]) last[b] = pos[prod];
+        }
+    }
+    for (int b = 0; b < nb; b++) {
+        if (seen[b] != 1) {
+            st = prt_error(ctx, PRT_ERR_INTERNAL, "graph '%s': gradient bucket %d has %d update nodes", g->name, b,
+                           seen[b]);
+            goto done;
+        }
+        /* buckets start in number order: a bucket whose gradients are ready
+         * earlier than an earlier-numbered one's waits for it */
+        int at = last[b] < 0 ? 0 : last[b];
+        if (b > 0 && at < last[b - 1]) at = last[b - 1];
+        last[b] = at;
+        start_after[at] = b;
+    }
+done:
+    prt_free(ctx, pos, 0);
+    prt_free(ctx, last, 0);
+    prt_free(ctx, seen, 0);
+    return st;
+}
+
 prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
     prt_context *ctx = g->ctx;
     prt_status st = PRT_OK;
     prt_program *p = NULL;
-    int *order = NULL, *op_index = NULL;
+    int *order = NULL, *op_index = NULL, *start_after = NULL;
     int n_ops = prt_op_count(ctx->ops);
     *out = NULL;
     if (batch < 1)
@@ -78,8 +131,9 @@ prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
                          (long long)batch);
     PRT_CHECK(prt_graph_infer(g, batch));
     order = prt_calloc(ctx, (size_t)g->n_nodes + 1, sizeof *order);
+    start_after = prt_calloc(ctx, (size_t)g->n_nodes + 1, sizeof *start_after);
     op_index = prt_calloc(ctx, (size_t)n_ops + 1, sizeof *op_index);
-    if (!order || !op_index) {
+    if (!order || !op_index || !start_after) {
         st = prt_error(ctx, PRT_ERR_NOMEM, "graph '%s': compiling: out of memory", g->name);
         goto done;
     }
@@ -87,7 +141,16 @@ prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
     PRT_CHECK_GOTO(prt_sched_order(g, order), st, done);
     PRT_CHECK_GOTO(prt_program_new(ctx, g->name, batch, &p), st, done);
     PRT_CHECK_GOTO(add_registers(g, p, batch), st, done);
-    for (int i = 0; i < g->n_nodes; i++) PRT_CHECK_GOTO(add_call(g, p, order[i], op_index), st, done);
+    int n_buckets, started = 0;
+    PRT_CHECK_GOTO(bucket_starts(g, order, start_after, &n_buckets), st, done);
+    for (int i = 0; i < g->n_nodes; i++) {
+        int b = g->nodes[order[i]].bucket;
+        if (b >= 0) PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_allreduce_wait(b), NULL), st, done);
+        PRT_CHECK_GOTO(add_call(g, p, order[i], op_index), st, done);
+        while (started <= start_after[i])
+            PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_allreduce_start(started++), NULL), st, done);
+    }
+    (void)n_buckets;
     PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_n(PRT_OP_HALT), NULL), st, done);
     PRT_CHECK_GOTO(prt_program_set_io(ctx, p, g->inputs, g->n_inputs, g->outputs, g->n_outputs),
                    st, done);
@@ -105,6 +168,7 @@ prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
 done:
     prt_program_destroy(ctx, p);
     prt_free(ctx, order, 0);
+    prt_free(ctx, start_after, 0);
     prt_free(ctx, op_index, 0);
     return st;
 }

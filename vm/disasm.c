@@ -94,6 +94,10 @@ static void print_instruction(FILE *f, const prt_program *p, int pc) {
         fprintf(f, "%04d  ?%-5u A=%u X=%u\n", pc, op, a, x);
         return;
     }
+    if (prt_vm_formats[prt_vm_op_formats[op]].a == PRT_VM_A_BUCKET) {
+        fprintf(f, "%04d  %s bucket %u\n", pc, prt_vm_op_names[op], a);
+        return;
+    }
     if (prt_vm_formats[prt_vm_op_formats[op]].x == PRT_VM_X_UNUSED) {
         fprintf(f, "%04d  %s\n", pc, prt_vm_op_names[op]);
         return;
@@ -133,6 +137,8 @@ static void print_instruction(FILE *f, const prt_program *p, int pc) {
         if (x < (uint32_t)p->n_k && p->k[x].kind == PRT_CONST_INT)
             fprintf(f, "   ; = %lld", (long long)p->k[x].i);
         break;
+    case PRT_OP_ALLREDUCE_START:
+    case PRT_OP_ALLREDUCE_WAIT:
     case PRT_OP_COUNT:
         break;
     }

@@ -5,6 +5,8 @@
 #include "vm/vm_impl.h"
 
 #include "memory/memory_api.h"
+#include "runtime/comm_api.h"
+#include "runtime/trace.h"
 
 #include <math.h>
 #include <string.h>
@@ -40,42 +42,123 @@ static prt_status poison_buffer(prt_vm *vm, const prt_mem_buffer *b) {
     return vm->dev->iface->fill_f32(vm->dev, (char *)vm->arena + b->offset, NAN, b->bytes / 4, NULL);
 }
 
-/* The debug run: the whole arena but the inputs poisoned first, then every
- * buffer right after the instruction that reads it last. Planned programs are
- * straight-line, so this loop needs only CALL, RECOMPUTE, NOP and HALT. */
-static prt_status vm_exec_poison(prt_vm *vm) {
-    const prt_program *p = vm->p;
-    const prt_mem_plan *plan = p->plan;
-    for (int b = 0; b < plan->n_bufs; b++) {
-        int r = plan->bufs[b].reg;
-        if (r >= 0 && p->regs[r].kind == PRT_REG_INPUT) continue;
-        PRT_CHECK(poison_buffer(vm, &plan->bufs[b]));
-    }
-    for (int pc = 0; pc < p->n_code; pc++) {
-        prt_instr i = p->code[pc];
-        unsigned op = PRT_VM_RAW_OP(i);
-        if (op == PRT_OP_HALT) return PRT_OK;
-        if (op != PRT_OP_CALL && op != PRT_OP_RECOMPUTE) continue;
-        prt_vm_call *c = &vm->calls[PRT_VM_RAW_X(i)];
-        c->kc.step = vm->step;
-        prt_status st = c->run(&c->kc);
-        if (st != PRT_OK) return vm_call_failed(vm, pc, c, st);
-        for (int k = vm->poison_start[pc]; k < vm->poison_start[pc + 1]; k++)
-            PRT_CHECK(poison_buffer(vm, &plan->bufs[vm->poison_list[k]]));
+/* ---- allreduce instructions ---------------------------------------------- */
+
+prt_status prt_vm_allreduce_start(prt_vm *vm, int pc, int bucket) {
+    prt_comm *c = vm->opts.comm;
+    if (!c || prt_comm_size(c) == 1) return PRT_OK;
+    for (int s = vm->span_start[bucket]; s < vm->span_start[bucket + 1]; s++) {
+        prt_status st = prt_comm_allreduce_start_tagged(c, vm->bucket_spans[s].p, vm->bucket_spans[s].count, PRT_F32,
+                                                        PRT_COMM_AVG, bucket, &vm->bucket_handle[bucket]);
+        if (st != PRT_OK)
+            return prt_error_prefix(vm->ctx, st, "program '%s': instruction %d (ALLREDUCE_START bucket %d)",
+                                    vm->p->name, pc, bucket);
     }
     return PRT_OK;
 }
 
+prt_status prt_vm_allreduce_wait(prt_vm *vm, int pc, int bucket) {
+    prt_comm *c = vm->opts.comm;
+    uint64_t h = vm->bucket_handle[bucket];
+    if (!c || h == 0) return PRT_OK;
+    vm->bucket_handle[bucket] = 0;
+    double t0 = vm->trace ? prt_now() : 0;
+    prt_status st = prt_comm_wait(c, h);
+    if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_wait, "wait", "allreduce", t0, prt_now(), bucket);
+    if (st != PRT_OK)
+        return prt_error_prefix(vm->ctx, st, "program '%s': instruction %d (ALLREDUCE_WAIT bucket %d)", vm->p->name,
+                                pc, bucket);
+    return PRT_OK;
+}
+
+/* The slow run of a planned (straight-line) program, for debugging and
+ * measuring: with opts.poison the whole arena but the inputs is poisoned
+ * first, then every buffer right after the instruction that reads it last;
+ * with a trace, every instruction's span is recorded. */
+static prt_status vm_exec_slow(prt_vm *vm) {
+    const prt_program *p = vm->p;
+    const prt_mem_plan *plan = p->plan;
+    bool poison = vm->poison_list != NULL;
+    if (poison)
+        for (int b = 0; b < plan->n_bufs; b++) {
+            int r = plan->bufs[b].reg;
+            if (r >= 0 && p->regs[r].kind == PRT_REG_INPUT) continue;
+            PRT_CHECK(poison_buffer(vm, &plan->bufs[b]));
+        }
+    for (int pc = 0; pc < p->n_code; pc++) {
+        prt_instr i = p->code[pc];
+        unsigned op = PRT_VM_RAW_OP(i);
+        if (op == PRT_OP_HALT) return PRT_OK;
+        if (op == PRT_OP_ALLREDUCE_START) PRT_CHECK(prt_vm_allreduce_start(vm, pc, (int)PRT_VM_RAW_A(i)));
+        if (op == PRT_OP_ALLREDUCE_WAIT) PRT_CHECK(prt_vm_allreduce_wait(vm, pc, (int)PRT_VM_RAW_A(i)));
+        if (op != PRT_OP_CALL && op != PRT_OP_RECOMPUTE) continue;
+        prt_vm_call *c = &vm->calls[PRT_VM_RAW_X(i)];
+        c->kc.step = vm->step;
+        double t0 = vm->trace ? prt_now() : 0;
+        prt_status st = c->run(&c->kc);
+        if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_compute, c->node, c->op, t0, prt_now(), -1);
+        if (st != PRT_OK) return vm_call_failed(vm, pc, c, st);
+        if (poison)
+            for (int k = vm->poison_start[pc]; k < vm->poison_start[pc + 1]; k++)
+                PRT_CHECK(poison_buffer(vm, &plan->bufs[vm->poison_list[k]]));
+    }
+    return PRT_OK;
+}
+
+/* Anything a run started and did not wait for (a failed step) is waited for
+ * before the next run may touch the gradients again. */
+static prt_status drain(prt_vm *vm, prt_status st) {
+    for (int b = 0; b < vm->buckets.n; b++) {
+        if (!vm->bucket_handle[b]) continue;
+        prt_status w = prt_comm_wait(vm->opts.comm, vm->bucket_handle[b]);
+        vm->bucket_handle[b] = 0;
+        if (st == PRT_OK) st = w;
+    }
+    return st;
+}
+
+static bool slow_path(const prt_vm *vm) { return vm->poison_list || (vm->trace && vm->straight); }
+
 prt_status prt_vm_run(prt_vm *vm) {
-    prt_status st = vm->poison_list ? vm_exec_poison(vm) : vm_exec_goto(vm);
+    double t0 = vm->trace ? prt_now() : 0;
+    prt_status st = slow_path(vm) ? vm_exec_slow(vm) : vm_exec_goto(vm);
+    st = drain(vm, st);
+    if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_step, "step", NULL, t0, prt_now(), -1);
     vm->step++;
     return st;
 }
 
 prt_status prt_vm_run_switch(prt_vm *vm) {
-    prt_status st = vm_exec_switch(vm);
+    prt_status st = drain(vm, slow_path(vm) ? vm_exec_slow(vm) : vm_exec_switch(vm));
     vm->step++;
     return st;
+}
+
+void prt_vm_set_trace(prt_vm *vm, struct prt_trace *trace) { vm->trace = trace; }
+
+prt_status prt_vm_broadcast_state(prt_vm *vm, int root) {
+    prt_comm *c = vm->opts.comm;
+    if (!c || prt_comm_size(c) == 1) return PRT_OK;
+    const prt_program *p = vm->p;
+    if (vm->persistent) {
+        prt_status st = prt_comm_broadcast(c, vm->persistent, p->plan->persistent_bytes, root);
+        if (st != PRT_OK)
+            return prt_error_prefix(vm->ctx, st, "program '%s': sending rank %d's parameters to every rank", p->name,
+                                    root);
+        return PRT_OK;
+    }
+    for (int r = 0; r < p->n_regs; r++) {
+        prt_reg_kind k = p->regs[r].kind;
+        if (k != PRT_REG_PARAM && k != PRT_REG_STATE) continue;
+        const prt_tensor *t = &vm->regs[r];
+        size_t bytes;
+        PRT_CHECK(prt_shape_nbytes(vm->ctx, &t->shape, t->dtype, &bytes));
+        prt_status st = prt_comm_broadcast(c, t->data, bytes, root);
+        if (st != PRT_OK)
+            return prt_error_prefix(vm->ctx, st, "program '%s': sending '%s' of rank %d to every rank", p->name,
+                                    p->regs[r].name, root);
+    }
+    return PRT_OK;
 }
 
 void prt_vm_set_step(prt_vm *vm, uint64_t step) { vm->step = step; }
@@ -209,6 +292,12 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     c->kc.n_out = d->n_out;
     c->kc.out = c->out;
     c->kc.training = vm->opts.training;
+    if (vm->opts.comm && prt_comm_size(vm->opts.comm) > 1) {
+        c->kc.comm = vm->opts.comm;
+        c->kc.sync_bn = vm->opts.sync_bn;
+        c->kc.sample_stride = prt_comm_size(vm->opts.comm);
+        c->kc.sample_offset = prt_comm_rank(vm->opts.comm);
+    }
     c->kc.rng_key = prt_hash_str(d->node, ctx->seed);
     PRT_CHECK(prt_vm_call_workspace(ctx, p, k, &c->kc.workspace_size));
     if (c->kc.workspace_size > *workspace) *workspace = c->kc.workspace_size;
@@ -247,6 +336,46 @@ static prt_status prepare_calls(prt_vm *vm) {
     return PRT_OK;
 }
 
+/* Where each bucket's gradients are: planned, one piece (the bucket is one
+ * arena buffer); unplanned, one piece per gradient register. */
+static prt_status setup_buckets(prt_vm *vm) {
+    prt_context *ctx = vm->ctx;
+    const prt_program *p = vm->p;
+    vm->straight = true;
+    for (int pc = 0; pc < p->n_code; pc++) {
+        unsigned op = PRT_VM_RAW_OP(p->code[pc]);
+        if (op == PRT_OP_JMP || op == PRT_OP_LOOP || op == PRT_OP_SETI) vm->straight = false;
+    }
+    PRT_CHECK(prt_program_buckets(ctx, p, &vm->buckets));
+    int nb = vm->buckets.n, n_spans = 0;
+    for (int b = 0; b < nb; b++) n_spans += vm->buckets.b[b].n_regs;
+    vm->span_start = prt_calloc(ctx, (size_t)nb + 2, sizeof *vm->span_start);
+    vm->bucket_handle = prt_calloc(ctx, (size_t)nb + 1, sizeof *vm->bucket_handle);
+    vm->bucket_spans = prt_calloc(ctx, (size_t)n_spans + 1, sizeof *vm->bucket_spans);
+    if (!vm->span_start || !vm->bucket_handle || !vm->bucket_spans)
+        return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of memory", p->name);
+    bool planned = p->plan && !vm->opts.unplanned;
+    int s = 0;
+    for (int b = 0; b < nb; b++) {
+        const prt_bucket *bk = &vm->buckets.b[b];
+        vm->span_start[b] = s;
+        int buf = planned && bk->n_regs > 0 ? p->plan->reg_buffer[bk->regs[0]] : -1;
+        bool one = buf >= 0 && p->plan->bufs[buf].bucket >= 0;
+        for (int j = 0; one && j < bk->n_regs; j++) one = p->plan->reg_buffer[bk->regs[j]] == buf;
+        if (one) {
+            vm->bucket_spans[s++] = (prt_vm_span_mem){(float *)((char *)vm->arena + p->plan->bufs[buf].offset),
+                                                      p->plan->bufs[buf].bytes / sizeof(float)};
+            continue;
+        }
+        for (int j = 0; j < bk->n_regs; j++) {
+            prt_tensor *t = &vm->regs[bk->regs[j]];
+            vm->bucket_spans[s++] = (prt_vm_span_mem){PRT_F32P(t), (size_t)prt_shape_count(&t->shape)};
+        }
+    }
+    vm->span_start[nb] = s;
+    return PRT_OK;
+}
+
 prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev,
                          const prt_vm_options *opts, prt_vm **out) {
     *out = NULL;
@@ -269,6 +398,7 @@ prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev
     PRT_CHECK_GOTO(prt_strtab_create(ctx, &vm->names), st, fail);
     PRT_CHECK_GOTO(alloc_registers(vm), st, fail);
     PRT_CHECK_GOTO(prepare_calls(vm), st, fail);
+    PRT_CHECK_GOTO(setup_buckets(vm), st, fail);
     *out = vm;
     return PRT_OK;
 fail:
@@ -293,6 +423,10 @@ void prt_vm_destroy(prt_vm *vm) {
     if (vm->workspace) vm->dev->iface->free(vm->dev, vm->workspace);
     if (vm->persistent) vm->dev->iface->free(vm->dev, vm->persistent);
     if (vm->arena) vm->dev->iface->free(vm->dev, vm->arena);
+    prt_bucket_table_free(ctx, &vm->buckets);
+    prt_free(ctx, vm->span_start, 0);
+    prt_free(ctx, vm->bucket_handle, 0);
+    prt_free(ctx, vm->bucket_spans, 0);
     prt_free(ctx, vm->poison_start, 0);
     prt_free(ctx, vm->poison_list, 0);
     prt_strtab_destroy(ctx, vm->names);

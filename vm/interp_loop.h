@@ -72,6 +72,16 @@ static prt_status PRT_VM_LOOP_NAME(prt_vm *vm) {
                 ireg[PRT_VM_GET_A(i)] = kint[PRT_VM_GET_BX(i)];
                 vmbreak;
             }
+            vmcase(ALLREDUCE_START) {
+                prt_status st = prt_vm_allreduce_start(vm, (int)(pc - code) - 1, (int)PRT_VM_GET_A(i));
+                if (st != PRT_OK) return st;
+                vmbreak;
+            }
+            vmcase(ALLREDUCE_WAIT) {
+                prt_status st = prt_vm_allreduce_wait(vm, (int)(pc - code) - 1, (int)PRT_VM_GET_A(i));
+                if (st != PRT_OK) return st;
+                vmbreak;
+            }
             vmcase(HALT) {
                 return PRT_OK;
             }

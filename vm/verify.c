@@ -328,6 +328,7 @@ static prt_status check_instruction(verifier *v, int pc) {
         /* SETI only writes its counter; LOOP reads it first. */
         PRT_CHECK(check_counter(v, a, op == PRT_OP_LOOP));
         break;
+    case PRT_VM_A_BUCKET: break; /* the bucket rules: prt_program_buckets, after every instruction */
     }
     switch (f->x) {
     case PRT_VM_X_UNUSED: break;
@@ -477,6 +478,11 @@ prt_status prt_vm_verify(prt_context *ctx, const prt_program *p) {
         st = check_call(&v, &p->k[k].call);
     }
     v.defined = defined;
+    if (st == PRT_OK) {
+        prt_bucket_table bt;
+        st = prt_program_buckets(ctx, p, &bt);
+        if (st == PRT_OK) prt_bucket_table_free(ctx, &bt);
+    }
 done:
     prt_free(ctx, v.defined, 0);
     prt_free(ctx, v.referenced, 0);

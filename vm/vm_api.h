@@ -26,6 +26,12 @@ typedef struct prt_vm_options {
     bool poison;      /* debug: fill the arena with NaN before each run and every buffer
                        * with NaN right after its last use, so a plan that reuses memory
                        * too early changes the results (slow; planned runs only) */
+    /* Data-parallel training: the job's communicator (runtime/comm_api.h). With
+     * it, ALLREDUCE_START/WAIT average each gradient bucket over the ranks, and
+     * kernels see it (prt_kernel_call.comm, sample_stride = size, sample_offset =
+     * rank). NULL: one process, the allreduce instructions do nothing. Borrowed. */
+    struct prt_comm *comm;
+    bool sync_bn;     /* batch norm reduces its statistics over comm (synchronised BN) */
 } prt_vm_options;
 
 /* Compiles the graph (params bound) for a batch size into a verified program that
@@ -52,6 +58,14 @@ prt_status prt_vm_run(prt_vm *vm);
  * Kernels see it as prt_kernel_call.step (dropout masks, learning-rate schedules);
  * setting it back replays a step exactly (gradient checks, resumed training). */
 void prt_vm_set_step(prt_vm *vm, uint64_t step);
+/* Records every instruction of later runs in trace (runtime/trace.h), NULL to
+ * stop. Borrowed: keep it alive while set. */
+struct prt_trace;
+void prt_vm_set_trace(prt_vm *vm, struct prt_trace *trace);
+/* Data parallel: copies rank root's parameters, running statistics and
+ * optimizer state to every other rank of opts.comm (one broadcast of the
+ * persistent block), so all ranks start from the same state. Collective. */
+prt_status prt_vm_broadcast_state(prt_vm *vm, int root);
 uint64_t prt_vm_get_step(const prt_vm *vm);
 int prt_vm_n_inputs(const prt_vm *vm);
 int prt_vm_n_outputs(const prt_vm *vm);

@@ -52,12 +52,14 @@ typedef enum prt_opcode {
     F(C,  PRT_VM_A_UNUSED,  PRT_VM_X_CALL,   "X: call-descriptor constant")     \
     F(J,  PRT_VM_A_JMODE,   PRT_VM_X_JUMP,   "A: 0 relative / 1 absolute; X: target") \
     F(RJ, PRT_VM_A_COUNTER, PRT_VM_X_REL,    "A: counter register; sX: relative target") \
-    F(RI, PRT_VM_A_COUNTER, PRT_VM_X_INT,    "A: counter register; X: integer constant")
+    F(RI, PRT_VM_A_COUNTER, PRT_VM_X_INT,    "A: counter register; X: integer constant") \
+    F(B,  PRT_VM_A_BUCKET,  PRT_VM_X_UNUSED, "A: gradient bucket")
 
 typedef enum prt_vm_a_kind {
     PRT_VM_A_UNUSED,
     PRT_VM_A_JMODE,   /* PRT_VM_JMP_REL or PRT_VM_JMP_ABS */
     PRT_VM_A_COUNTER, /* a counter register */
+    PRT_VM_A_BUCKET,  /* a gradient bucket number (see prt_program_buckets) */
 } prt_vm_a_kind;
 
 typedef enum prt_vm_x_kind {
@@ -148,6 +150,13 @@ static inline prt_instr prt_vm_ins_loop(int counter, int32_t off) {
 }
 static inline prt_instr prt_vm_ins_seti(int counter, int k) {
     return prt_vm_ins(PRT_OP_SETI, (uint32_t)counter, (uint32_t)k);
+}
+
+static inline prt_instr prt_vm_ins_allreduce_start(int bucket) {
+    return prt_vm_ins(PRT_OP_ALLREDUCE_START, (uint32_t)bucket, 0);
+}
+static inline prt_instr prt_vm_ins_allreduce_wait(int bucket) {
+    return prt_vm_ins(PRT_OP_ALLREDUCE_WAIT, (uint32_t)bucket, 0);
 }
 
 /* ---- the program -------------------------------------------------------- */
@@ -270,7 +279,51 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
  * over the register shapes; 0 when the op has none). */
 prt_status prt_vm_call_workspace(prt_context *ctx, const prt_program *p, int k, size_t *bytes);
 
+/* ---- gradient buckets (vm/buckets.c) ------------------------------------
+ *
+ * A data-parallel training program reduces its gradients in buckets. The code
+ * says everything: bucket b is `ALLREDUCE_START b` placed after the last write
+ * of its gradients and `ALLREDUCE_WAIT b` placed right before the CALL of the
+ * optimizer update that reads them (an op with updates_inputs whose inputs are
+ * k parameters, then their k gradients, then state). The bucket's gradients are
+ * that update's gradient inputs. Buckets are numbered in the order their
+ * STARTs run, which is the collective order on every rank. */
+typedef struct prt_bucket {
+    int start_pc;        /* ALLREDUCE_START */
+    int wait_pc;         /* ALLREDUCE_WAIT; the update CALL is wait_pc + 1 */
+    int update_k;        /* constant index of the update's call descriptor */
+    int n_regs;
+    int *regs;           /* owned: gradient registers, in the update's parameter order */
+    int64_t count;       /* f32 elements of all its gradients */
+} prt_bucket;
+
+typedef struct prt_bucket_table {
+    int n;
+    prt_bucket *b;       /* owned */
+} prt_bucket_table;
+
+/* Derives the bucket table of a program whose registers, constants and op ids
+ * are valid, checking the rules above: each bucket started and waited exactly
+ * once, START before WAIT, WAIT followed by an update CALL, STARTs numbered
+ * 0, 1, ... in program order, no gradient written after its START or touched
+ * between START and WAIT, no gradient in two buckets. A program without these
+ * instructions has n = 0. Errors are PRT_ERR_PROGRAM naming the instruction.
+ * Free with prt_bucket_table_free. */
+prt_status prt_program_buckets(prt_context *ctx, const prt_program *p, prt_bucket_table *out);
+void prt_bucket_table_free(prt_context *ctx, prt_bucket_table *t);
+
+/* A hash of everything that must agree between the ranks of a job: the code
+ * (with its bucket numbers and so the collective order), the registers (names,
+ * kinds, dtypes, shapes), the op names and every call descriptor. */
+uint64_t prt_program_hash(const prt_program *p);
+
 /* ---- the interpreter (vm/interp.c) -------------------------------------- */
+
+/* One contiguous piece of a bucket's gradients that one allreduce reduces. */
+typedef struct prt_vm_span_mem {
+    float *p;
+    size_t count;
+} prt_vm_span_mem;
 
 /* A CALL as the dispatch loop sees it: everything prepared at creation, so a
  * call is one indirect function call with no allocation or lookup. */
@@ -303,6 +356,12 @@ struct prt_vm {
     int *poison_list;      /* arena buffer indices */
     uint64_t step;         /* runs so far; part of the kernels' RNG counter */
     prt_strtab *names;     /* register name -> index */
+    prt_bucket_table buckets; /* the program's gradient buckets */
+    prt_vm_span_mem *bucket_spans; /* per bucket: [span_start[b], span_start[b + 1]) */
+    int *span_start;
+    uint64_t *bucket_handle; /* per bucket: the comm handle of its last started piece, 0 none */
+    struct prt_trace *trace; /* prt_vm_set_trace; NULL: not recording */
+    bool straight;           /* no jumps or loops: the slow (traced) loop can run it */
 };
 
 /* Computed-goto dispatch is the default where the compiler has labels as values;
@@ -318,5 +377,9 @@ struct prt_vm {
 /* The same as prt_vm_run with the switch dispatch loop, for tests and benches
  * (prt_vm_run uses computed goto when PRT_VM_COMPUTED_GOTO is on). */
 prt_status prt_vm_run_switch(prt_vm *vm);
+
+/* The allreduce instructions (vm/interp.c), shared by the dispatch loops. */
+prt_status prt_vm_allreduce_start(prt_vm *vm, int pc, int bucket);
+prt_status prt_vm_allreduce_wait(prt_vm *vm, int pc, int bucket);
 
 #endif

@@ -60,9 +60,12 @@ typedef struct cli_train_program {
     prt_program *p;
     prt_train_info ti;
     prt_recompute_mode mode; /* the one built */
+    int n_buckets;           /* gradient buckets (scheduler/buckets.c) */
 } cli_train_program;
+/* bucket_bytes: the gradient bucket size (0: the scheduler's default). */
 prt_status cli_build_training(prt_context *ctx, cli_graph_maker make, void *user, const struct prt_solver *s,
-                              int64_t steps_per_epoch, int64_t batch, int want, size_t limit, cli_train_program *out);
+                              int64_t steps_per_epoch, int64_t batch, int want, size_t limit, size_t bucket_bytes,
+                              cli_train_program *out);
 void cli_train_program_free(prt_context *ctx, cli_train_program *t);
 /* Checks a compiled program's memory plan against a limit (0: none). When it does
  * not fit, prints "parrots CMD: <the planner's message>" and returns CLI_FAIL: the
@@ -200,5 +203,8 @@ int cli_run(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_plan(int argc, char **argv);
+int cli_timeline_summary(int argc, char **argv);
+int cli_profile(int argc, char **argv);  /* cmd_simulate.c */
+int cli_simulate(int argc, char **argv); /* cmd_simulate.c */
 
 #endif

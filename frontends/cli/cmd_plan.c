@@ -5,6 +5,7 @@
  * that `run` and `train` share. */
 #include "frontends/cli/cli_impl.h"
 #include "ops/train_impl.h"
+#include "scheduler/scheduler_impl.h"
 #include "vm/vm_impl.h"
 
 #include <stdlib.h>
@@ -57,30 +58,34 @@ void cli_train_program_free(prt_context *ctx, cli_train_program *t) {
 }
 
 static prt_status build_one(prt_context *ctx, cli_graph_maker make, void *user, const prt_solver *s, int64_t spe,
-                            int64_t batch, prt_recompute_mode mode, cli_train_program *out) {
+                            int64_t batch, prt_recompute_mode mode, size_t bucket_bytes, cli_train_program *out) {
     memset(out, 0, sizeof *out);
     out->mode = mode;
     PRT_CHECK(make(user, &out->g));
     prt_status st = prt_train_build(out->g, s, spe, &out->ti);
     if (st == PRT_OK) st = prt_mem_rewrite(out->g, out->g->n_forward, mode, &out->ti.update_node, NULL);
+    /* gradient buckets, each reduced as soon as backward has written it */
+    prt_bucket_options bo = {.bucket_bytes = bucket_bytes};
+    if (st == PRT_OK) st = prt_sched_buckets(out->g, &out->ti.update_node, &bo, &out->n_buckets);
     if (st == PRT_OK) st = prt_vm_compile(out->g, batch, &out->p);
     if (st != PRT_OK) cli_train_program_free(ctx, out);
     return st;
 }
 
 prt_status cli_build_training(prt_context *ctx, cli_graph_maker make, void *user, const prt_solver *s,
-                              int64_t steps_per_epoch, int64_t batch, int want, size_t limit, cli_train_program *out) {
+                              int64_t steps_per_epoch, int64_t batch, int want, size_t limit, size_t bucket_bytes,
+                              cli_train_program *out) {
     if (want != CLI_RECOMPUTE_AUTO)
-        return build_one(ctx, make, user, s, steps_per_epoch, batch, (prt_recompute_mode)want, out);
+        return build_one(ctx, make, user, s, steps_per_epoch, batch, (prt_recompute_mode)want, bucket_bytes, out);
     cli_train_program none, next;
-    PRT_CHECK(build_one(ctx, make, user, s, steps_per_epoch, batch, PRT_RECOMPUTE_none, &none));
+    PRT_CHECK(build_one(ctx, make, user, s, steps_per_epoch, batch, PRT_RECOMPUTE_none, bucket_bytes, &none));
     if (limit > 0 && none.p->plan->total_bytes <= limit) {
         *out = none;
         return PRT_OK;
     }
     for (int m = PRT_RECOMPUTE_cheap; m < PRT_RECOMPUTE_MODE_COUNT; m++) {
         if (limit == 0 && m == PRT_RECOMPUTE_segments) break; /* never re-run convolutions unasked */
-        prt_status st = build_one(ctx, make, user, s, steps_per_epoch, batch, (prt_recompute_mode)m, &next);
+        prt_status st = build_one(ctx, make, user, s, steps_per_epoch, batch, (prt_recompute_mode)m, bucket_bytes, &next);
         if (st != PRT_OK) {
             cli_train_program_free(ctx, &none);
             return st;
@@ -588,7 +593,7 @@ int cli_plan(int argc, char **argv) {
         /* no data set: one step per epoch is as good as any for planning */
         PRT_CHECK_GOTO(cli_make_solver(ctx, file_g, -1, batch, NULL, 0, &solver), s, done);
         batch = solver.batch;
-        PRT_CHECK_GOTO(cli_build_training(ctx, make_plan_graph, &mk, &solver, 1, batch, want, limit, &tp), s, done);
+        PRT_CHECK_GOTO(cli_build_training(ctx, make_plan_graph, &mk, &solver, 1, batch, want, limit, 0, &tp), s, done);
         r.g = tp.g;
         r.mode = tp.mode;
     } else if (batch < 0) {

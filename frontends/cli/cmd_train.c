@@ -7,6 +7,9 @@
 #include "frontends/cli/cli_impl.h"
 #include "frontends/weights_api.h"
 #include "ops/train_impl.h"
+#include "runtime/comm_api.h"
+#include "runtime/trace.h"
+#include "vm/vm_impl.h"
 
 #include <math.h>
 #include <signal.h>
@@ -21,12 +24,14 @@
 typedef struct train_args {
     const char *net, *data, *metrics, *plot, *save, *memory_limit, *recompute;
     const char *ckpt_dir, *resume;
+    const char *comm, *bucket_size, *timeline;
     long long epochs, batch, seed, threads, log_every, train_limit, test_limit, crop_pad;
-    long long save_every, keep;
-    bool augment, no_augment, quiet, verbose;
+    long long save_every, keep, comm_timeout, timeline_steps, timeline_skip;
+    bool augment, no_augment, quiet, verbose, sync_bn;
     const char *sets[MAX_SETS];
     int n_sets;
     size_t limit;               /* --memory-limit in bytes, 0: none */
+    size_t bucket_bytes;        /* --bucket-size, 0: the default */
     int mode;                   /* --recompute: a prt_recompute_mode or CLI_RECOMPUTE_AUTO */
 } train_args;
 
@@ -34,7 +39,9 @@ static const char usage_line[] =
     "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
     "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute auto|none|cheap|segments] [--memory-limit SIZE] "
-    "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--quiet]";
+    "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--comm auto|mpi|local] "
+    "[--comm-timeout S] [--bucket-size SIZE] [--sync-bn] [--timeline FILE.json] [--timeline-steps N] "
+    "[--timeline-skip K] [--quiet]";
 
 /* --set may repeat, which cli_parse's options do not: take them out first. */
 static int take_sets(train_args *a, int argc, char **argv, char **rest, int *n_rest) {
@@ -123,7 +130,13 @@ typedef struct trainer {
     prt_ckpt_state rs;          /* its state */
     uint64_t graph_hash;        /* of the training graph */
     int64_t dataset_size;
+    prt_comm *comm;             /* data parallel: MPI under mpirun, else the one-rank backend */
+    int rank, size;
+    prt_trace *trace;           /* --timeline */
 } trainer;
+
+/* Rank 0 speaks for the job; the others only with --verbose. */
+static bool speaks(const trainer *t) { return t->rank == 0 || t->a.verbose; }
 
 /* A fresh copy of the network for each recompute mode --recompute auto tries. */
 static prt_status load_graph(void *user, prt_graph **out) {
@@ -240,9 +253,11 @@ static prt_status setup(trainer *t) {
     PRT_CHECK(cli_dataset_open(ctx, a->data, "test", a->test_limit, &t->test));
     PRT_CHECK(cli_check_data(ctx, t->g, a->data, t->train));
     int64_t n = prt_dataset_size(t->train);
-    if (t->solver.batch > n)
-        return prt_error(ctx, PRT_ERR_INVALID, "solver.batch %lld is larger than the training set (%lld samples%s)",
-                         (long long)t->solver.batch, (long long)n, a->train_limit > 0 ? " with --train-limit" : "");
+    if (t->solver.batch > n / t->size)
+        return prt_error(ctx, PRT_ERR_INVALID,
+                         "solver.batch %lld is larger than %s (%lld samples%s)", (long long)t->solver.batch,
+                         t->size > 1 ? "each rank's share of the training set" : "the training set",
+                         (long long)(n / t->size), a->train_limit > 0 ? " with --train-limit" : "");
     t->dataset_size = n;
     if (t->resume) PRT_CHECK(check_resume(t));
     prt_loader_options o;
@@ -252,6 +267,8 @@ static prt_status setup(trainer *t) {
         o.start_batch = t->rs.step;
     }
     o.batch = t->solver.batch;
+    o.shard = t->rank;
+    o.shards = t->size;
     o.shuffle = true;
     o.drop_last = true;
     o.seed = ctx->seed;
@@ -262,7 +279,7 @@ static prt_status setup(trainer *t) {
     PRT_CHECK(prt_loader_create(ctx, t->train, &o, &t->ld));
     t->spe = prt_loader_batches_per_epoch(t->ld);
     cli_train_program tp;
-    PRT_CHECK(cli_build_training(ctx, load_graph, t, &t->solver, t->spe, t->solver.batch, a->mode, a->limit, &tp));
+    PRT_CHECK(cli_build_training(ctx, load_graph, t, &t->solver, t->spe, t->solver.batch, a->mode, a->limit, a->bucket_bytes, &tp));
     prt_graph_destroy(t->g);
     t->g = tp.g;
     t->p = tp.p;
@@ -273,12 +290,14 @@ static prt_status setup(trainer *t) {
     }
     char mem[512];
     if (!a->quiet) PRT_CHECK(cli_memory_summary(t->g, t->p, true, tp.mode, mem, sizeof mem));
-    prt_vm_options vo = {.training = true};
+    prt_vm_options vo = {.training = true, .comm = t->comm, .sync_bn = a->sync_bn};
     PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
     PRT_CHECK(prt_ckpt_graph_hash(t->g, &t->graph_hash));
     if (t->resume) PRT_CHECK(prt_ckpt_restore(ctx, t->resume, t->graph_hash, t->vm));
-    PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
-    if (!a->quiet) {
+    /* only rank 0 tests, saves and plots */
+    if (t->rank == 0) PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
+    if (a->timeline) PRT_CHECK(prt_trace_create(ctx, t->rank, 0, &t->trace));
+    if (!a->quiet && speaks(t)) {
         char sv[256], aug[96];
         if (a->no_augment) snprintf(aug, sizeof aug, "none");
         else if (a->crop_pad > 0) snprintf(aug, sizeof aug, "horizontal flip, random crop (pad %lld)", a->crop_pad);
@@ -295,10 +314,76 @@ static prt_status setup(trainer *t) {
                 aug, (unsigned long long)ctx->seed,
                 ctx->num_threads > 0 ? (long)ctx->num_threads : sysconf(_SC_NPROCESSORS_ONLN));
         fprintf(stderr, "memory: %s\n", mem);
+        if (t->size > 1)
+            fprintf(stderr,
+                    "data parallel: %d ranks (%s), %d on this machine; batch %lld per rank, %lld combined; %d gradient "
+                    "bucket%s; %s batch norm\n",
+                    t->size, prt_comm_backend(t->comm), t->comm->local_size, (long long)t->solver.batch,
+                    (long long)t->solver.batch * t->size, tp.n_buckets, tp.n_buckets == 1 ? "" : "s",
+                    a->sync_bn ? "synchronised" : "per-rank");
     }
-    PRT_CHECK(cli_progress_init(&t->pr, ctx, a->metrics, a->quiet, t->solver.epochs, t->spe, a->log_every));
+    PRT_CHECK(cli_progress_init(&t->pr, ctx, t->rank == 0 ? a->metrics : NULL, a->quiet || !speaks(t),
+                                t->solver.epochs, t->spe, a->log_every));
     t->pr_open = true;
     return PRT_OK;
+}
+
+/* Every rank reports whether its set-up worked, so that a failing rank (a
+ * missing data file, a bad network) stops the job everywhere with a message
+ * instead of leaving the others waiting in the first allreduce. */
+static prt_status agree(trainer *t, prt_status mine, const char *stage) {
+    if (t->size == 1) return mine;
+    prt_context *ctx = t->ctx;
+    uint64_t *all = prt_calloc(ctx, (size_t)t->size, sizeof *all);
+    if (!all) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    prt_status st = t->comm->iface->allgather_u64(t->comm, (uint64_t)mine, all);
+    if (st == PRT_OK && mine == PRT_OK) {
+        char ranks[256] = "";
+        size_t o = 0;
+        int bad = 0, first = -1;
+        for (int r = 0; r < t->size; r++) {
+            if (all[r] == PRT_OK) continue;
+            if (first < 0) first = r;
+            if (bad++ < 8 && o < sizeof ranks) o += (size_t)snprintf(ranks + o, sizeof ranks - o, "%s%d", bad > 1 ? ", " : "", r);
+        }
+        if (bad > 8 && o < sizeof ranks) snprintf(ranks + o, sizeof ranks - o, " and %d more", bad - 8);
+        if (bad)
+            st = prt_error(ctx, (prt_status)all[first], "stopping: %s %s failed during %s (%s message above)",
+                           bad == 1 ? "rank" : "ranks", ranks, stage, bad == 1 ? "its" : "their");
+    }
+    prt_free(ctx, all, 0);
+    return mine != PRT_OK ? mine : st;
+}
+
+/* After set-up: the ranks must run the same program on equally many samples,
+ * and start from rank 0's parameters. */
+static prt_status join(trainer *t) {
+    if (t->size == 1) return PRT_OK;
+    PRT_CHECK(prt_comm_check_same(t->comm, prt_program_hash(t->p),
+                                  "compiled program (network, solver, batch or bucket layout)"));
+    PRT_CHECK(prt_comm_check_same(t->comm, (uint64_t)t->dataset_size, "training set size (as a hex hash)"));
+    return prt_vm_broadcast_state(t->vm, 0);
+}
+
+/* The loss and correct count of the whole combined batch: every rank's step
+ * reduced over the ranks (one small blocking allreduce). */
+static prt_status job_metrics(trainer *t, double *loss, int64_t *correct) {
+    if (t->size == 1) return PRT_OK;
+    float v[2] = {(float)*loss, (float)*correct};
+    prt_comm_handle h;
+    PRT_CHECK(prt_comm_allreduce_start(t->comm, v, 2, PRT_F32, PRT_COMM_SUM, &h));
+    PRT_CHECK(prt_comm_wait(t->comm, h));
+    *loss = v[0] / (float)t->size;
+    *correct = (int64_t)llround(v[1]);
+    return PRT_OK;
+}
+
+/* --timeline: records steps [skip, skip + steps) of the run. */
+static void timeline_window(trainer *t, int64_t global) {
+    if (!t->trace) return;
+    bool on = global >= t->a.timeline_skip && global < t->a.timeline_skip + t->a.timeline_steps;
+    prt_vm_set_trace(t->vm, on ? t->trace : NULL);
+    prt_comm_set_trace(t->comm, on ? t->trace : NULL);
 }
 
 /* The epochs: one program run per batch, the test pass at each epoch's end. A
@@ -313,7 +398,7 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
         return prt_error(ctx, PRT_ERR_INTERNAL, "the training program lacks its image, label, loss or logits tensor");
     int64_t classes = logits->shape.d[1], batch = t->solver.batch;
     int64_t first_epoch = t->resume ? t->rs.epoch : 1, first_step = t->resume ? t->rs.step + 1 : 1;
-    if (t->resume)
+    if (t->resume && speaks(t))
         fprintf(stderr, "resumed from %s at epoch %lld step %lld\n", prt_ckpt_path(t->resume),
                 (long long)t->rs.epoch, (long long)t->rs.step);
     for (int64_t epoch = first_epoch; epoch <= t->solver.epochs; epoch++) {
@@ -325,8 +410,11 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
                 return prt_error(ctx, PRT_ERR_INTERNAL, "the loader gave %lld samples at epoch %lld step %lld, not %lld",
                                  (long long)n, (long long)epoch, (long long)step, (long long)batch);
             int64_t global = (int64_t)prt_vm_get_step(t->vm);
+            timeline_window(t, global);
             PRT_CHECK(prt_vm_run(t->vm));
             double loss = PRT_F32P(loss_t)[0];
+            int64_t correct = cli_count_correct(PRT_F32P(logits), batch, classes, (const int32_t *)lab->data);
+            PRT_CHECK(job_metrics(t, &loss, &correct));
             if (!isfinite(loss)) {
                 cli_progress_break(&t->pr);
                 fprintf(stderr,
@@ -337,10 +425,10 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
                 *diverged = true;
                 return PRT_OK;
             }
-            int64_t correct = cli_count_correct(PRT_F32P(logits), batch, classes, (const int32_t *)lab->data);
-            PRT_CHECK(cli_progress_step(&t->pr, epoch, step, loss, correct, batch,
+            PRT_CHECK(cli_progress_step(&t->pr, epoch, step, loss, correct, batch * t->size,
                                         prt_lr_at(&t->solver, t->spe, global)));
-            if (t->a.save_every > 0 && (global + 1) % t->a.save_every == 0) PRT_CHECK(save_checkpoint(t, epoch, step));
+            if (t->a.save_every > 0 && (global + 1) % t->a.save_every == 0 && t->rank == 0)
+                PRT_CHECK(save_checkpoint(t, epoch, step));
         }
         int64_t n;
         PRT_CHECK(prt_loader_next(t->ld, PRT_F32P(x), (int32_t *)lab->data, &n));
@@ -348,15 +436,19 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
             return prt_error(ctx, PRT_ERR_INTERNAL, "the loader did not end epoch %lld after %lld batches",
                              (long long)epoch, (long long)t->spe);
         cli_progress_train_done(&t->pr);
-        double test_loss, test_acc;
-        PRT_CHECK(cli_eval_from_vm(&t->ev, t->vm));
-        PRT_CHECK(cli_eval_run(&t->ev, &test_loss, &test_acc));
+        timeline_window(t, -1);
+        double test_loss = 0, test_acc = 0;
+        if (t->rank == 0) {
+            PRT_CHECK(cli_eval_from_vm(&t->ev, t->vm));
+            PRT_CHECK(cli_eval_run(&t->ev, &test_loss, &test_acc));
+        }
         int64_t last = (int64_t)prt_vm_get_step(t->vm) - 1;
-        PRT_CHECK(cli_progress_epoch_end(&t->pr, epoch, test_loss, test_acc, prt_lr_at(&t->solver, t->spe, last)));
+        if (t->rank == 0)
+            PRT_CHECK(cli_progress_epoch_end(&t->pr, epoch, test_loss, test_acc, prt_lr_at(&t->solver, t->spe, last)));
         t->final_acc = test_acc;
         t->epochs_done = epoch;
     }
-    if (first_epoch > t->solver.epochs) { /* resumed after the last epoch: report the restored weights */
+    if (first_epoch > t->solver.epochs && t->rank == 0) { /* resumed after the last epoch: the restored weights */
         double test_loss;
         PRT_CHECK(cli_eval_from_vm(&t->ev, t->vm));
         PRT_CHECK(cli_eval_run(&t->ev, &test_loss, &t->final_acc));
@@ -367,6 +459,7 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
 
 static void trainer_close(trainer *t) {
     if (t->pr_open) cli_progress_close(&t->pr);
+    prt_trace_destroy(t->trace);
     cli_eval_close(&t->ev);
     prt_loader_destroy(t->ld);
     prt_vm_destroy(t->vm);
@@ -377,6 +470,39 @@ static void trainer_close(trainer *t) {
     prt_dataset_destroy(t->test);
 }
 
+/* Started by mpirun (or another MPI launcher)? */
+static bool under_mpi(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return true;
+    return false;
+}
+
+static prt_status open_comm(trainer *t) {
+    prt_comm_options o = {.struct_size = sizeof o, .timeout_s = (double)t->a.comm_timeout};
+    bool mpi = !strcmp(t->a.comm, "mpi") || (!strcmp(t->a.comm, "auto") && under_mpi());
+    PRT_CHECK(mpi ? prt_comm_create_mpi(t->ctx, &o, &t->comm) : prt_comm_create_local(t->ctx, &o, &t->comm));
+    t->rank = prt_comm_rank(t->comm);
+    t->size = prt_comm_size(t->comm);
+    /* ranks sharing a machine share its cores */
+    if (t->a.threads <= 0 && t->comm->local_size > 1) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        long per = cores / t->comm->local_size;
+        prt_context_set_threads(t->ctx, per < 1 ? 1 : (int)per);
+    }
+    return PRT_OK;
+}
+
+static prt_status write_timeline(trainer *t) {
+    prt_vm_set_trace(t->vm, NULL);
+    prt_comm_set_trace(t->comm, NULL);
+    PRT_CHECK(prt_trace_write(t->trace, t->comm, t->a.timeline));
+    if (t->rank == 0 && !t->a.quiet)
+        fprintf(stderr, "timeline written to %s (%zu events on rank 0%s)\n", t->a.timeline, prt_trace_count(t->trace),
+                prt_trace_dropped(t->trace) ? ", some dropped: see the file" : "");
+    return PRT_OK;
+}
+
 int cli_train(int argc, char **argv) {
     trainer t;
     memset(&t, 0, sizeof t);
@@ -384,6 +510,10 @@ int cli_train(int argc, char **argv) {
     a->data = "fashion-mnist";
     a->epochs = a->batch = -1;
     a->keep = 3;
+    a->comm = "auto";
+    a->comm_timeout = (long long)PRT_COMM_DEFAULT_TIMEOUT_S;
+    a->timeline_steps = 5;
+    a->timeline_skip = 1;
     const cli_opt opts[] = {
         {"--data", CLI_STRING, "NAME", "dataset: fashion-mnist (default) or synthetic:N", &a->data},
         {"--epochs", CLI_INT, "N", "epochs (overrides solver.epochs)", &a->epochs},
@@ -414,6 +544,24 @@ int cli_train(int argc, char **argv) {
          &a->ckpt_dir},
         {"--keep", CLI_INT, "K", "keep the newest K checkpoints (default 3)", &a->keep},
         {"--resume", CLI_STRING, "DIR|FILE", "continue from a checkpoint, or the newest in DIR", &a->resume},
+        {"--comm", CLI_STRING, "BACKEND",
+         "data-parallel transport: auto (default: mpi when started by mpirun, else local), mpi, or local (one "
+         "process)", &a->comm},
+        {"--comm-timeout", CLI_INT, "S",
+         "seconds a collective may take before every rank stops with a message naming it (default 300)",
+         &a->comm_timeout},
+        {"--bucket-size", CLI_STRING, "SIZE",
+         "gradient bucket size for the overlapped allreduce (default 25MiB; the first bucket is at most 1 MiB)",
+         &a->bucket_size},
+        {"--sync-bn", CLI_FLAG, NULL,
+         "synchronised batch norm: statistics over the combined batch of all ranks (N ranks of batch B then "
+         "compute what one rank of batch N*B would)", &a->sync_bn},
+        {"--timeline", CLI_STRING, "FILE.json",
+         "write a Chrome trace of some steps: every instruction, each bucket's allreduce and every wait, per rank "
+         "(see docs/timeline.md; summarise with parrots timeline-summary)", &a->timeline},
+        {"--timeline-steps", CLI_INT, "N", "steps the timeline records (default 5)", &a->timeline_steps},
+        {"--timeline-skip", CLI_INT, "K", "steps run before the timeline starts (default 1: skips the warm-up step)",
+         &a->timeline_skip},
         {"--quiet", CLI_FLAG, NULL, "no progress output; epoch summaries only", &a->quiet},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &a->verbose},
         {0},
@@ -446,18 +594,40 @@ int cli_train(int argc, char **argv) {
     if ((rc = cli_parse_memory_limit("train", a->memory_limit, &a->limit)) != CLI_OK ||
         (rc = cli_parse_recompute("train", a->recompute, CLI_RECOMPUTE_AUTO, &a->mode)) != CLI_OK)
         return rc;
+    if (a->comm_timeout < 1 || a->timeline_steps < 1 || a->timeline_skip < 0) {
+        fprintf(stderr, "parrots train: %s\n",
+                a->comm_timeout < 1     ? "--comm-timeout must be at least 1 second"
+                : a->timeline_steps < 1 ? "--timeline-steps must be at least 1"
+                                        : "--timeline-skip must not be negative");
+        return CLI_USAGE;
+    }
+    if (strcmp(a->comm, "auto") && strcmp(a->comm, "mpi") && strcmp(a->comm, "local")) {
+        fprintf(stderr, "parrots train: --comm '%s': expected auto, mpi or local\n", a->comm);
+        return CLI_USAGE;
+    }
+    if (a->bucket_size && (!prt_mem_parse_bytes(a->bucket_size, &a->bucket_bytes) || a->bucket_bytes < 4)) {
+        fprintf(stderr, "parrots train: --bucket-size '%s': expected a size of at least 4 bytes, such as 25MiB or 512KiB\n",
+                a->bucket_size);
+        return CLI_USAGE;
+    }
     prt_context_options co = {.struct_size = sizeof co,
                               .log_level = a->verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
                               .seed = (uint64_t)a->seed,
                               .num_threads = (int)a->threads};
     prt_status s = prt_context_create(&co, &t.ctx);
     if (s != PRT_OK) return cli_fail("train", NULL, s);
-    bool diverged = false;
+    bool diverged = false, joined = false;
     double t0 = prt_now();
-    if (a->resume) PRT_CHECK_GOTO(open_resume(&t), s, done);
-    PRT_CHECK_GOTO(setup(&t), s, done);
+    PRT_CHECK_GOTO(open_comm(&t), s, done);
+    if (a->resume) s = open_resume(&t);
+    if (s == PRT_OK) s = setup(&t);
+    PRT_CHECK_GOTO(agree(&t, s, "set-up"), s, done);
+    PRT_CHECK_GOTO(join(&t), s, done);
+    joined = true;
     s = run_epochs(&t, &diverged);
-    if (s == PRT_OK && !diverged && a->ckpt_dir) s = save_checkpoint(&t, t.solver.epochs + 1, 0);
+    if (s == PRT_OK && t.trace) s = write_timeline(&t);
+    if (s == PRT_OK && !diverged && a->ckpt_dir && t.rank == 0) s = save_checkpoint(&t, t.solver.epochs + 1, 0);
+    if (t.rank != 0) goto done;
     if (a->plot && t.pr_open && (t.pr.n_steps > 0 || t.pr.n_epochs > 0)) {
         char title[256];
         cli_curves cv;
@@ -477,8 +647,17 @@ int cli_train(int argc, char **argv) {
            t.epochs_done == 1 ? "" : "s", prt_now() - t0, t.final_acc);
 done:
     if (t.pr_open) cli_progress_break(&t.pr);
+    if (s != PRT_OK && t.size > 1) prt_error_prefix(t.ctx, s, "rank %d", t.rank);
     rc = diverged || t.over_limit ? CLI_FAIL : s == PRT_OK ? CLI_OK : cli_fail("train", t.ctx, s);
+    /* a rank that failed after the ranks joined takes the job down, so that no
+     * other rank is left waiting for it in a collective */
+    if (rc != CLI_OK && joined && t.size > 1) {
+        fflush(stdout);
+        fflush(stderr);
+        prt_comm_abort(t.comm, rc);
+    }
     trainer_close(&t);
+    prt_comm_destroy(t.comm);
     prt_context_destroy(t.ctx);
     return rc;
 }

@@ -25,6 +25,9 @@ static const cli_command commands[] = {
     {"export", cli_export, "write an inference network and its weights as an ONNX model"},
     {"import", cli_import, "convert an ONNX model to a YAML network and a weights file"},
     {"onnx-test", cli_onnx_test, "run ONNX backend test cases (model.onnx + test_data_set_*) and compare outputs"},
+    {"timeline-summary", cli_timeline_summary, "summarise a training timeline: compute, allreduce, overlap"},
+    {"profile", cli_profile, "measure per-op times of a network's step and fit a profile for simulate"},
+    {"simulate", cli_simulate, "predict data-parallel step time and scaling efficiency on N GPUs from a profile"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
