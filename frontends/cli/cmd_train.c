@@ -355,13 +355,30 @@ static prt_status agree(trainer *t, prt_status mine, const char *stage) {
     return mine != PRT_OK ? mine : st;
 }
 
+/* Every rank must have the same training set (they shard one order of it). */
+static prt_status same_dataset_size(trainer *t) {
+    prt_context *ctx = t->ctx;
+    uint64_t *all = prt_calloc(ctx, (size_t)t->size, sizeof *all);
+    if (!all) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
+    prt_status st = t->comm->iface->allgather_u64(t->comm, (uint64_t)t->dataset_size, all);
+    for (int r = 1; r < t->size && st == PRT_OK; r++)
+        if (all[r] != all[0])
+            st = prt_error(ctx, PRT_ERR_INVALID,
+                           "rank %d has %llu training samples, rank 0 has %llu: every rank must read the same "
+                           "training set",
+                           r, (unsigned long long)all[r], (unsigned long long)all[0]);
+    prt_free(ctx, all, 0);
+    return st;
+}
+
 /* After set-up: the ranks must run the same program on equally many samples,
  * and start from rank 0's parameters. */
 static prt_status join(trainer *t) {
     if (t->size == 1) return PRT_OK;
+    /* the data first: a different training set also changes the schedule's length */
+    PRT_CHECK(same_dataset_size(t));
     PRT_CHECK(prt_comm_check_same(t->comm, prt_program_hash(t->p),
                                   "compiled program (network, solver, batch or bucket layout)"));
-    PRT_CHECK(prt_comm_check_same(t->comm, (uint64_t)t->dataset_size, "training set size (as a hex hash)"));
     return prt_vm_broadcast_state(t->vm, 0);
 }
 
