@@ -119,10 +119,11 @@ static uint64_t params_hash(const dnet *n) {
     return h;
 }
 
-/* Trains `path` data parallel (batch b per rank) and on the combined batch,
- * STEPS steps each, and compares. */
-static void check_equal(prt_comm *comm, const char *net, int64_t b, prt_recompute_mode mode, size_t bucket_bytes,
-                        bool sync_bn) {
+/* Trains `net` data parallel (batch b per rank) for `steps` steps and, on rank 0
+ * only, on the combined batch, and compares: rank 0 against the reference, every
+ * rank against rank 0 (the parameter hash, bit for bit). */
+static void check_equal(prt_comm *comm, const char *net, int64_t b, int steps, prt_recompute_mode mode,
+                        size_t bucket_bytes, bool sync_bn) {
     prt_context *ctx = comm->ctx;
     int rank = prt_comm_rank(comm), size = prt_comm_size(comm);
     char rel[256];
@@ -130,39 +131,51 @@ static void check_equal(prt_comm *comm, const char *net, int64_t b, prt_recomput
     const char *path = tu_src(rel);
     dnet dp, ref;
     dnet_open(&dp, ctx, path, b, mode, bucket_bytes, comm, sync_bn);
-    dnet_open(&ref, ctx, path, b * size, mode, bucket_bytes, NULL, false);
+    if (rank == 0) dnet_open(&ref, ctx, path, b * size, mode, bucket_bytes, NULL, false);
     ck_assert_msg(dp.n_buckets >= 2, "%s: %d gradient buckets; the test wants several", net, dp.n_buckets);
     ck_assert_int_eq(prt_comm_check_same(comm, prt_program_hash(dp.p), "compiled program"), PRT_OK);
     ck_assert_int_eq(prt_vm_broadcast_state(dp.vm, 0), PRT_OK);
-    for (int s = 0; s < STEPS; s++) {
+    double t0 = prt_now();
+    for (int s = 0; s < steps; s++) {
         feed(&dp, s, size, rank);
-        feed(&ref, s, 1, 0);
         ck_assert_msg(prt_vm_run(dp.vm) == PRT_OK, "step %d: %s", s, prt_last_error(ctx));
-        ck_assert_msg(prt_vm_run(ref.vm) == PRT_OK, "step %d: %s", s, prt_last_error(ctx));
     }
-    double worst = 0;
-    const char *worst_name = "";
-    int n_params = 0;
-    for (int r = 0; r < dp.p->n_regs; r++) {
-        if (dp.p->regs[r].kind != PRT_REG_PARAM && dp.p->regs[r].kind != PRT_REG_STATE) continue;
-        const char *name = dp.p->regs[r].name;
-        const prt_tensor *a = prt_vm_find(dp.vm, name), *c = prt_vm_find(ref.vm, name);
-        ck_assert_msg(a && c, "'%s' missing", name);
-        double d = rel_diff(a, c);
-        if (size == 1 && d != 0) ck_abort_msg("%s: one rank: '%s' differs by %g (want bit-identical)", net, name, d);
-        if (d > worst || d != d) worst = d, worst_name = name;
-        n_params++;
+    double t_dp = prt_now() - t0;
+    bool ref_ok = true;
+    char why[512] = "";
+    if (rank == 0) {
+        for (int s = 0; s < steps; s++) {
+            feed(&ref, s, 1, 0);
+            ck_assert_msg(prt_vm_run(ref.vm) == PRT_OK, "step %d: %s", s, prt_last_error(ctx));
+        }
+        double worst = 0;
+        const char *worst_name = "";
+        int n_params = 0;
+        for (int r = 0; r < dp.p->n_regs; r++) {
+            if (dp.p->regs[r].kind != PRT_REG_PARAM && dp.p->regs[r].kind != PRT_REG_STATE) continue;
+            const char *name = dp.p->regs[r].name;
+            const prt_tensor *a = prt_vm_find(dp.vm, name), *c = prt_vm_find(ref.vm, name);
+            ck_assert_msg(a && c, "'%s' missing", name);
+            double d = rel_diff(a, c);
+            if (size == 1 && d != 0) ck_abort_msg("%s: one rank: '%s' differs by %g (want bit-identical)", net, name, d);
+            if (d > worst || d != d) worst = d, worst_name = name;
+            n_params++;
+        }
+        printf("%s: %d rank%s of batch %lld against 1 of batch %lld, %d steps, recompute %s, %d buckets%s: %d "
+               "tensors, worst relative difference %.3g ('%s'); data-parallel steps took %.1f s\n",
+               net, size, size == 1 ? "" : "s", (long long)b, (long long)(b * size), steps,
+               prt_recompute_mode_name(mode), dp.n_buckets, sync_bn ? ", synchronised BN" : "", n_params, worst,
+               worst_name, t_dp);
+        fflush(stdout);
+        dnet_close(ctx, &ref);
+        ref_ok = worst <= 1e-5;
+        snprintf(why, sizeof why, "%s: '%s' differs from the one-rank run by %g relative", net, worst_name, worst);
     }
-    if (rank == 0)
-        printf("%s, %d rank%s of batch %lld, %s, %d buckets: %d tensors, worst relative difference %.3g ('%s')\n", net,
-               size, size == 1 ? "" : "s", (long long)b, prt_recompute_mode_name(mode), dp.n_buckets, n_params, worst,
-               worst_name);
-    ck_assert_msg(worst <= 1e-5, "%s: rank %d: '%s' differs from the one-rank run by %g relative", net, rank,
-                  worst_name, worst);
-    ck_assert_msg(prt_comm_check_same(comm, params_hash(&dp), "trained parameters") == PRT_OK, "%s",
-                  prt_last_error(ctx));
+    /* the collective before any assertion, so that no rank is left waiting */
+    prt_status same = prt_comm_check_same(comm, params_hash(&dp), "trained parameters");
+    ck_assert_msg(same == PRT_OK, "%s", prt_last_error(ctx));
+    ck_assert_msg(ref_ok, "%s", why);
     dnet_close(ctx, &dp);
-    dnet_close(ctx, &ref);
 }
 
 typedef struct fixture {
@@ -246,14 +259,26 @@ END_TEST
 
 START_TEST(fashion_cnn_equals_combined_batch) {
     fixture f = open_comm();
-    check_equal(f.c, "fashion-cnn.yaml", 4, PRT_RECOMPUTE_cheap, 64 << 10, true);
+    check_equal(f.c, "fashion-cnn.yaml", 4, STEPS, PRT_RECOMPUTE_cheap, 64 << 10, true);
     close_comm(&f);
 }
 END_TEST
 
 START_TEST(polynet_mini_equals_combined_batch) {
     fixture f = open_comm();
-    check_equal(f.c, "polynet-mini.yaml", 2, PRT_RECOMPUTE_cheap, 256 << 10, true);
+    check_equal(f.c, "polynet-mini.yaml", 2, STEPS, PRT_RECOMPUTE_cheap, 256 << 10, true);
+    close_comm(&f);
+}
+END_TEST
+
+/* PARROTS_DP_ONLY=polynet-mini:STEPS (the 64-rank job, tests/CMakeLists.txt):
+ * PolyNet-mini at batch 1 per rank for STEPS steps, nothing else. */
+START_TEST(polynet_mini_only) {
+    const char *spec = getenv("PARROTS_DP_ONLY");
+    const char *colon = strchr(spec, ':');
+    int steps = colon ? atoi(colon + 1) : 3;
+    fixture f = open_comm();
+    check_equal(f.c, "polynet-mini.yaml", 1, steps > 0 ? steps : 3, PRT_RECOMPUTE_cheap, 256 << 10, true);
     close_comm(&f);
 }
 END_TEST
@@ -261,7 +286,12 @@ END_TEST
 static Suite *suite(void) {
     Suite *s = suite_create("dp");
     TCase *tc = tcase_create("dp");
-    tcase_set_timeout(tc, 600);
+    tcase_set_timeout(tc, 1200);
+    if (getenv("PARROTS_DP_ONLY")) {
+        tcase_add_test(tc, polynet_mini_only);
+        suite_add_tcase(s, tc);
+        return s;
+    }
     tcase_add_test(tc, bucket_placement);
     tcase_add_test(tc, fashion_cnn_equals_combined_batch);
     tcase_add_test(tc, polynet_mini_equals_combined_batch);
