@@ -35,6 +35,15 @@ typedef dnnl_status_t (*prt_bn_pd_fn)(const prt_shape *s, float eps, bool traini
  * [scratchpad (the larger of both modes)][batch mean][batch var]. */
 dnnl_status_t prt_bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng, prt_bn_pd_fn make_pd,
                             size_t *stats_off, size_t *total);
+/* Whether a call synchronises batch norm: sync_bn and a communicator of more
+ * than one rank (ops/op_batchnorm.c). */
+bool prt_bn_syncs(const prt_kernel_call *c);
+/* The batch mean and biased variance per channel of the combined batch of all
+ * ranks, for the [N, C, ...] tensor x of shape xs (this rank's part); par: use
+ * threads. Issues two allreduces on c->comm (blocking): every rank must call it
+ * at the same point of its program. */
+prt_status prt_bn_sync_stats(const prt_kernel_call *c, const float *x, const prt_shape *xs, bool par, double *mean,
+                             double *var);
 #define PRT_BATCHNORM_N_ATTRS 2
 enum { PRT_BN_A_EPS, PRT_BN_A_MOMENTUM };
 

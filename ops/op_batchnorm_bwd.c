@@ -14,8 +14,31 @@
  * builder passes (a 3-input node only runs in training mode).
  * Fast path: the statistics with OpenMP, then oneDNN's batch normalization
  * backward on the plain layout viewed as [N, C, S, 1] like the forward (with
- * global statistics outside training). */
+ * global statistics outside training).
+ *
+ * Synchronised batch norm (issue 6; the forward's comment in
+ * ops/op_batchnorm.c): in training, when the call has sync_bn and a
+ * communicator of more than one rank, the statistics are those of the combined
+ * batch of all ranks, and so are the two sums dx needs: with M = N*b*S the
+ * combined count,
+ *     dx = scale * rstd * (dy - SUM dy / M - xh * SUM dy*xh / M)
+ * with SUM over every rank (one allreduce), while dscale and dshift stay this
+ * rank's own sums. Why that is what data parallelism needs: rank r's loss is
+ * the mean over its b samples, L_r = (1/b) sum_{j in r} l_j, while one rank on
+ * the combined batch has L = (1/(N b)) sum_j l_j; so every gradient a rank
+ * computes for its samples is N times the combined one, and the gradient
+ * allreduce averages the parameter gradients over the ranks. Here dy on rank r
+ * is N g_j for its samples (g = dL/dy of the combined run), hence
+ * SUM dy / M = N mean(g) and SUM dy*xh / M = N mean(g xh) over the combined
+ * batch, and dx_j = N * (the combined run's dx_j): linear in dy, the same
+ * factor N as every other local gradient, so the layers below see exactly what
+ * they would in the combined run. The local dshift_r = sum_{j in r} N g_j
+ * averages over the ranks to (1/N) sum_r N sum_{j in r} g_j = sum_j g_j, the
+ * combined dshift; likewise dscale. Reducing dscale/dshift here as well would
+ * count them N times over. Our own code (OpenMP in the fast kernel) does this:
+ * oneDNN's backward forms the sums itself. */
 #include "ops/bwd_util.h"
+#include "runtime/comm_api.h"
 
 #include <math.h>
 
@@ -76,8 +99,85 @@ static prt_status bnb_check(const prt_kernel_call *c) {
     return PRT_OK;
 }
 
+typedef struct bnb_sync_job {
+    const float *dy, *x, *scale;
+    float *dx, *dscale, *dshift;
+    double *mean, *rstd; /* per channel, combined batch */
+    float *sums;         /* [C] sum dy / M, [C] sum dy*xh / M: reduced over the ranks */
+    int64_t n, ch, sp;
+    double m;            /* M, the combined count */
+} bnb_sync_job;
+
+/* Channel k's local sums: dshift, dscale and their share of the allreduce. */
+static void bnb_sync_sums(const bnb_sync_job *j, int64_t k) {
+    double sdy = 0, sdyx = 0, mu = j->mean[k];
+    for (int64_t i = 0; i < j->n; i++) {
+        int64_t o = (i * j->ch + k) * j->sp;
+        const float *dy = j->dy + o, *x = j->x + o;
+#pragma omp simd reduction(+ : sdy, sdyx)
+        for (int64_t t = 0; t < j->sp; t++) {
+            sdy += dy[t];
+            sdyx += dy[t] * ((double)x[t] - mu);
+        }
+    }
+    double ds = sdyx * j->rstd[k];
+    j->dshift[k] = (float)sdy;
+    j->dscale[k] = (float)ds;
+    j->sums[k] = (float)(sdy / j->m);
+    j->sums[j->ch + k] = (float)(ds / j->m);
+}
+
+/* Row r = (sample i, channel k) of dx, from the reduced sums; the arithmetic of bnb_ref. */
+static void bnb_sync_dx(void *arg, int64_t lo, int64_t hi) {
+    const bnb_sync_job *j = arg;
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t k = r % j->ch;
+        double mu = j->mean[k], rstd = j->rstd[k], a = j->sums[k], b = j->sums[j->ch + k];
+        double g = j->scale[k] * rstd;
+        const float *dy = j->dy + r * j->sp, *x = j->x + r * j->sp;
+        float *dx = j->dx + r * j->sp;
+#pragma omp simd
+        for (int64_t t = 0; t < j->sp; t++) dx[t] = (float)(g * (dy[t] - a - ((double)x[t] - mu) * rstd * b));
+    }
+}
+
+/* Training with synchronised statistics, both kernels (par: the fast one's threads). */
+static prt_status bnb_sync_train(const prt_kernel_call *c, bool par) {
+    bnb_sync_job j = {.dy = PRT_F32P(c->in[0]), .x = PRT_F32P(c->in[1]), .scale = PRT_F32P(c->in[2]),
+                      .dx = PRT_F32P(c->out[0]), .dscale = PRT_F32P(c->out[1]), .dshift = PRT_F32P(c->out[2])};
+    bnb_dims(&c->in[1]->shape, &j.n, &j.ch, &j.sp);
+    j.m = (double)(j.n * j.sp) * (double)prt_comm_size(c->comm);
+    if (j.ch == 0) return PRT_OK; /* on every rank alike: shapes agree */
+    double eps = prt_attr_float(&c->attrs[PRT_BN_A_EPS]);
+    size_t bytes = (size_t)j.ch * (2 * sizeof(double) + 2 * sizeof(float));
+    j.mean = prt_malloc(c->ctx, bytes);
+    if (!j.mean)
+        return prt_error(c->ctx, PRT_ERR_NOMEM, "batchnorm_bwd: statistics of %lld channels", (long long)j.ch);
+    j.rstd = j.mean + j.ch;
+    j.sums = (float *)(j.rstd + j.ch);
+    prt_status st = PRT_OK;
+    /* rstd holds the variance until the line after */
+    PRT_CHECK_GOTO(prt_bn_sync_stats(c, j.x, &c->in[1]->shape, par, j.mean, j.rstd), st, done);
+    for (int64_t k = 0; k < j.ch; k++) j.rstd[k] = 1.0 / sqrt(j.rstd[k] + eps);
+    bool threads = par && j.ch > 1 && j.n * j.sp * j.ch >= 2 * PRT_PAR_MIN_ELEMS;
+#pragma omp parallel for schedule(static) if (threads)
+    for (int64_t k = 0; k < j.ch; k++) bnb_sync_sums(&j, k);
+    {
+        prt_comm_handle h;
+        PRT_CHECK_GOTO(prt_comm_allreduce_start(c->comm, j.sums, 2 * (size_t)j.ch, PRT_F32, PRT_COMM_SUM, &h), st,
+                       done);
+        PRT_CHECK_GOTO(prt_comm_wait(c->comm, h), st, done);
+    }
+    if (par) prt_parallel_range(j.n * j.ch, j.sp > 0 ? (PRT_PAR_MIN_ELEMS + j.sp - 1) / j.sp : 1, bnb_sync_dx, &j);
+    else bnb_sync_dx(&j, 0, j.n * j.ch);
+done:
+    prt_free(c->ctx, j.mean, bytes);
+    return st;
+}
+
 static prt_status bnb_ref(const prt_kernel_call *c) {
     PRT_CHECK(bnb_check(c));
+    if (c->training && prt_bn_syncs(c)) return bnb_sync_train(c, false);
     int64_t n, ch, sp;
     bnb_dims(&c->in[1]->shape, &n, &ch, &sp);
     const float *dy = PRT_F32P(c->in[0]), *x = PRT_F32P(c->in[1]), *scale = PRT_F32P(c->in[2]);
@@ -247,6 +347,7 @@ static prt_status bnb_fast(const prt_kernel_call *c) {
     bnb_state *s = c->state;
     if (!s) return prt_error(c->ctx, PRT_ERR_INTERNAL, "batchnorm_bwd kernel: run before prepare");
     PRT_CHECK(bnb_check(c));
+    if (c->training && prt_bn_syncs(c)) return bnb_sync_train(c, true);
     char *ws;
     PRT_CHECK(prt_dnnl_ws(&s->b, c, "batchnorm_bwd", &ws));
     int t = c->training ? 1 : 0;

@@ -2,7 +2,10 @@
  * The forward's stream key is prt_hash_str(<its node name>, seed) and element
  * i at step s uses counter s*numel + i (ops/op_dropout.c); this op gets the
  * forward node's name as `of` and rebuilds the same key, and runs in the same
- * step, so the masks match bit for bit without storing one. */
+ * step, so the masks match bit for bit without storing one. In data-parallel
+ * runs both derive the counter of the combined batch from sample_stride and
+ * sample_offset the same way (the formula is in ops/op_dropout.c; the two
+ * copies below must stay equal). */
 #include "ops/ops_util.h"
 
 #include <string.h>
@@ -25,15 +28,40 @@ static prt_status dropout_bwd_infer(prt_infer_ctx *ic) {
 
 static int64_t dropout_bwd_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 1); }
 
+/* The forward's counters (ops/op_dropout.c: dropout_counters). */
+typedef struct dropout_bwd_ctr {
+    uint64_t base;
+    int64_t per, stride, offset;
+} dropout_bwd_ctr;
+
+static dropout_bwd_ctr dropout_bwd_counters(const prt_kernel_call *c, int64_t n) {
+    const prt_shape *s = &c->in[0]->shape;
+    int64_t batch = s->ndim > 0 ? s->d[0] : 1;
+    bool dp = c->sample_stride > 0;
+    dropout_bwd_ctr k = {.per = batch > 0 ? n / batch : 1, .stride = dp ? c->sample_stride : 1,
+                         .offset = dp ? c->sample_offset : 0};
+    k.base = c->step * ((uint64_t)n * (uint64_t)k.stride);
+    if (k.stride == 1) k.base += (uint64_t)k.offset * (uint64_t)k.per;
+    return k;
+}
+
+static inline uint64_t dropout_bwd_counter(const dropout_bwd_ctr *k, int64_t i) {
+    if (k->stride == 1) return k->base + (uint64_t)i;
+    int64_t j = i / k->per;
+    return k->base + ((uint64_t)j * (uint64_t)k->stride + (uint64_t)k->offset) * (uint64_t)k->per +
+           (uint64_t)(i - j * k->per);
+}
+
 /* The forward's multiplier for element i (same expression, same float p). */
-static inline float dropout_bwd_mult(uint64_t key, uint64_t base, int64_t i, float p, float keep_scale) {
-    return prt_rng_uniform(key, base + (uint64_t)i) < p ? 0.0f : keep_scale;
+static inline float dropout_bwd_mult(uint64_t key, const dropout_bwd_ctr *k, int64_t i, float p, float keep_scale) {
+    return prt_rng_uniform(key, dropout_bwd_counter(k, i)) < p ? 0.0f : keep_scale;
 }
 
 typedef struct dropout_bwd_args {
     const float *dy;
     float *dx;
-    uint64_t key, base;
+    uint64_t key;
+    dropout_bwd_ctr k;
     float p, keep_scale;
 } dropout_bwd_args;
 
@@ -45,7 +73,7 @@ static prt_status dropout_bwd_setup(const prt_kernel_call *c, dropout_bwd_args *
     float p = (float)prt_attr_float(&c->attrs[A_P]);
     /* outside training the forward is the identity, and so is its gradient */
     *a = (dropout_bwd_args){PRT_F32P(c->in[0]), PRT_F32P(c->out[0]), prt_hash_str(of, c->ctx->seed),
-                            c->step * (uint64_t)*n, c->training ? p : 0.0f, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
+                            dropout_bwd_counters(c, *n), c->training ? p : 0.0f, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
     return PRT_OK;
 }
 
@@ -54,7 +82,7 @@ static prt_status dropout_bwd_ref(const prt_kernel_call *c) {
     int64_t n = 0;
     PRT_CHECK(dropout_bwd_setup(c, &a, &n));
     for (int64_t i = 0; i < n; i++)
-        a.dx[i] = a.p == 0.0f ? a.dy[i] : a.dy[i] * dropout_bwd_mult(a.key, a.base, i, a.p, a.keep_scale);
+        a.dx[i] = a.p == 0.0f ? a.dy[i] : a.dy[i] * dropout_bwd_mult(a.key, &a.k, i, a.p, a.keep_scale);
     return PRT_OK;
 }
 
@@ -64,7 +92,7 @@ static void dropout_bwd_range(void *arg, int64_t lo, int64_t hi) {
         if (a->dy != a->dx) memcpy(a->dx + lo, a->dy + lo, (size_t)(hi - lo) * sizeof(float));
         return;
     }
-    for (int64_t i = lo; i < hi; i++) a->dx[i] = a->dy[i] * dropout_bwd_mult(a->key, a->base, i, a->p, a->keep_scale);
+    for (int64_t i = lo; i < hi; i++) a->dx[i] = a->dy[i] * dropout_bwd_mult(a->key, &a->k, i, a->p, a->keep_scale);
 }
 
 static prt_status dropout_bwd_fast(const prt_kernel_call *c) {

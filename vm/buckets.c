@@ -103,6 +103,37 @@ static prt_status check_uses(prt_context *ctx, const prt_program *p, const prt_b
     return st;
 }
 
+/* A jump repeats (LOOP back) or may skip (JMP, LOOP forward) a range of
+ * instructions. The range must hold all of a bucket's START, WAIT and update
+ * or none of them: a LOOP that repeats START alone starts the bucket twice and
+ * its next pass writes the gradients while they are reduced; a JMP that skips
+ * START alone makes WAIT wait for nothing and the update read unreduced
+ * gradients, and one that skips WAIT leaves a reduction running. */
+static prt_status check_jumps(prt_context *ctx, const prt_program *p, const prt_bucket_table *t) {
+    for (int pc = 0; pc < p->n_code; pc++) {
+        prt_instr i = p->code[pc];
+        unsigned op = PRT_VM_RAW_OP(i);
+        if (op != PRT_OP_JMP && op != PRT_OP_LOOP) continue;
+        int64_t target = op == PRT_OP_JMP && PRT_VM_RAW_A(i) == PRT_VM_JMP_ABS ? (int64_t)PRT_VM_RAW_X(i)
+                                                                                 : (int64_t)pc + 1 + PRT_VM_RAW_SX(i);
+        bool back = target <= pc;
+        int64_t lo = back ? target : pc + 1, hi = back ? pc : target - 1;
+        for (int b = 0; b < t->n; b++) {
+            const prt_bucket *k = &t->b[b];
+            int in = (k->start_pc >= lo && k->start_pc <= hi) + (k->wait_pc >= lo && k->wait_pc <= hi) +
+                     (k->wait_pc + 1 >= lo && k->wait_pc + 1 <= hi);
+            if (in != 0 && in != 3)
+                return prt_error(ctx, PRT_ERR_PROGRAM,
+                                 "program '%s': instruction %d (%s) %s instructions %lld to %lld, which hold part of "
+                                 "bucket %d (ALLREDUCE_START at %d, ALLREDUCE_WAIT at %d, update at %d): a jump must "
+                                 "take all of a bucket or none of it",
+                                 p->name, pc, prt_vm_op_names[op], back ? "repeats" : "skips", (long long)lo,
+                                 (long long)hi, b, k->start_pc, k->wait_pc, k->wait_pc + 1);
+        }
+    }
+    return PRT_OK;
+}
+
 prt_status prt_program_buckets(prt_context *ctx, const prt_program *p, prt_bucket_table *out) {
     memset(out, 0, sizeof *out);
     prt_bucket_table t = {0};
@@ -130,6 +161,7 @@ prt_status prt_program_buckets(prt_context *ctx, const prt_program *p, prt_bucke
     for (int b = 0; b < t.n && st == PRT_OK; b++)
         if (t.b[b].wait_pc < 0)
             st = bfail(ctx, p, t.b[b].start_pc, "bucket %d is started but never waited for", b);
+    if (st == PRT_OK) st = check_jumps(ctx, p, &t);
     if (st == PRT_OK) st = check_uses(ctx, p, &t);
     if (st != PRT_OK) {
         prt_bucket_table_free(ctx, &t);

@@ -95,8 +95,8 @@ int cli_timeline_summary(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--json", CLI_FLAG, NULL, "print one JSON object instead of the table", &json},
         {"--rank", CLI_INT, "R", "only the events of rank R (the trace's pid)", &rank},
-        {"--plot", CLI_STRING, "FILE", "draw the timeline: FILE.svg (compute and communication lanes per rank)",
-         &plot},
+        {"--plot", CLI_STRING, "FILE",
+         "draw the timeline: FILE.svg or FILE.png (compute and communication lanes per rank)", &plot},
         {0},
     };
     const char *pos[1];
@@ -114,14 +114,10 @@ int cli_timeline_summary(int argc, char **argv) {
     prt_context *ctx;
     if (cli_context(false, &ctx) != PRT_OK) return CLI_FAIL;
     prt_status st = PRT_OK;
-    if (plot) {
-        size_t k = strlen(plot);
-        if (k < 4 || strcmp(plot + k - 4, ".svg") != 0) {
-            fprintf(stderr, "parrots timeline-summary: --plot %s: the file name must end in .svg%s\n", plot,
-                    k >= 4 && !strcmp(plot + k - 4, ".png") ? " (PNG timelines are not supported yet)" : "");
-            prt_context_destroy(ctx);
-            return CLI_USAGE;
-        }
+    if (plot && cli_plot_check(ctx, plot) != PRT_OK) {
+        fprintf(stderr, "parrots timeline-summary: %s\n", prt_last_error(ctx));
+        prt_context_destroy(ctx);
+        return CLI_USAGE;
     }
     spans sp = {.ctx = ctx};
     prt_tl_summary s;

@@ -3,9 +3,10 @@
  * instructions of a step. Each figure is one drawing routine over a tiny canvas
  * interface: the SVG canvas writes elements; the raster canvas draws
  * anti-aliased lines and markers and a built-in 5x8 bitmap font into an RGB
- * buffer, which is encoded as PNG with zlib (no image library needed). */
+ * buffer, which is encoded as PNG with zlib (no image library needed). The
+ * canvas and cli_plot_figure are shared with other figures via plot_impl.h. */
 #define _POSIX_C_SOURCE 200809L
-#include "frontends/cli/cli_impl.h"
+#include "frontends/cli/plot_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,23 +18,8 @@
 
 /* ---- the canvas ------------------------------------------------------------ */
 
-enum { ANCHOR_START, ANCHOR_MIDDLE, ANCHOR_END };
-
-typedef struct canvas canvas;
-struct canvas {
-    void (*line)(canvas *c, double x0, double y0, double x1, double y1, double w, uint32_t rgb, bool dashed);
-    void (*rect)(canvas *c, double x, double y, double w, double h, uint32_t fill, uint32_t stroke);
-    void (*dot)(canvas *c, double x, double y, double r, uint32_t rgb);
-    /* y is the baseline; size 2 for labels, 3 for the title */
-    void (*text)(canvas *c, double x, double y, const char *s, int size, int anchor, bool vertical, uint32_t rgb);
-    void (*clip)(canvas *c, double x, double y, double w, double h); /* w = 0: off */
-    FILE *svg;
-    int n_clips;
-    bool in_clip;
-    unsigned char *px; /* raster: W x H x 3 */
-    int w, h;
-    double cx0, cy0, cx1, cy1;
-};
+/* plot_impl.h has the canvas; here it is just `canvas`. */
+typedef cli_canvas canvas;
 
 #define W 1100
 #define H 470
@@ -63,12 +49,26 @@ static void svg_dot(canvas *c, double x, double y, double r, uint32_t rgb) {
     fprintf(c->svg, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.2f\" fill=\"%s\"/>\n", x, y, r, col);
 }
 
+/* Font pixels of each text size: the raster font's cells are 6 x 8 * size. */
+static int svg_px(int size) { return size >= 3 ? 20 : size == 2 ? 14 : 11; }
+
+static double svg_text_width(const canvas *c, const char *s, int size) {
+    (void)c;
+    return 0.6 * svg_px(size) * (double)strlen(s);
+}
+
+static void svg_group(canvas *c, const char *id) {
+    if (c->in_group) fputs("</g>\n", c->svg);
+    c->in_group = id != NULL;
+    if (id) fprintf(c->svg, "<g id=\"%s\">\n", id);
+}
+
 static void svg_text(canvas *c, double x, double y, const char *s, int size, int anchor, bool vertical, uint32_t rgb) {
     static const char *const anchors[] = {"start", "middle", "end"};
     char col[8];
     svg_color(col, rgb);
     fprintf(c->svg, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"%d\" text-anchor=\"%s\" fill=\"%s\"%s", x, y,
-            size >= 3 ? 20 : 14, anchors[anchor], col, size >= 3 ? " font-weight=\"bold\"" : "");
+            svg_px(size), anchors[anchor], col, size >= 3 ? " font-weight=\"bold\"" : "");
     if (vertical) fprintf(c->svg, " transform=\"rotate(-90 %.2f %.2f)\"", x, y);
     fputc('>', c->svg);
     for (const char *p = s; *p; p++) {
@@ -246,7 +246,7 @@ static const unsigned char font[95][8] = {
 static void ras_text(canvas *c, double x, double y, const char *s, int size, int anchor, bool vertical, uint32_t rgb) {
     int sc = size, adv = 6 * sc;
     double len = (double)strlen(s) * adv - sc;
-    double start = anchor == ANCHOR_START ? 0 : anchor == ANCHOR_MIDDLE ? -len / 2 : -len;
+    double start = anchor == CLI_ANCHOR_START ? 0 : anchor == CLI_ANCHOR_MIDDLE ? -len / 2 : -len;
     for (size_t i = 0; s[i]; i++) {
         unsigned ch = (unsigned char)s[i];
         const unsigned char *gl = font[ch >= 32 && ch < 127 ? ch - 32 : '?' - 32];
@@ -266,6 +266,14 @@ static void ras_text(canvas *c, double x, double y, const char *s, int size, int
             }
     }
 }
+
+static double ras_text_width(const canvas *c, const char *s, int size) {
+    (void)c;
+    size_t n = strlen(s);
+    return n ? (double)n * 6 * size - size : 0;
+}
+
+static void ras_group(canvas *c, const char *id) { (void)c, (void)id; }
 
 static void ras_clip(canvas *c, double x, double y, double w, double h) {
     if (w <= 0) c->cx0 = 0, c->cy0 = 0, c->cx1 = c->w, c->cy1 = c->h;
@@ -357,19 +365,19 @@ static void draw_panel(canvas *c, panel *p, const char *heading, const char *yla
         double y = px_y(p, v);
         c->line(c, p->left, y, p->right, y, 1, grid, false);
         tick_label(b, sizeof b, v, p->ya.step);
-        c->text(c, p->left - 8, y + 7, b, 2, ANCHOR_END, false, ink);
+        c->text(c, p->left - 8, y + 7, b, 2, CLI_ANCHOR_END, false, ink);
     }
     for (double v = ceil(p->xa.lo / p->xa.step - 1e-9) * p->xa.step; v <= p->xa.hi + p->xa.step * 1e-6; v += p->xa.step) {
         double x = px_x(p, v);
         c->line(c, x, p->top, x, p->bottom, 1, grid, false);
         c->line(c, x, p->bottom, x, p->bottom + 5, 1, ink, false);
         tick_label(b, sizeof b, v, p->xa.step);
-        c->text(c, x, p->bottom + 24, b, 2, ANCHOR_MIDDLE, false, ink);
+        c->text(c, x, p->bottom + 24, b, 2, CLI_ANCHOR_MIDDLE, false, ink);
     }
     c->rect(c, p->left, p->top, p->right - p->left, p->bottom - p->top, 0xffffffffu, ink);
-    c->text(c, (p->left + p->right) / 2, p->top - 12, heading, 2, ANCHOR_MIDDLE, false, 0x000000);
-    c->text(c, (p->left + p->right) / 2, p->bottom + 52, "epoch", 2, ANCHOR_MIDDLE, false, ink);
-    c->text(c, p->left - 62, (p->top + p->bottom) / 2, ylabel, 2, ANCHOR_MIDDLE, true, ink);
+    c->text(c, (p->left + p->right) / 2, p->top - 12, heading, 2, CLI_ANCHOR_MIDDLE, false, 0x000000);
+    c->text(c, (p->left + p->right) / 2, p->bottom + 52, "epoch", 2, CLI_ANCHOR_MIDDLE, false, ink);
+    c->text(c, p->left - 62, (p->top + p->bottom) / 2, ylabel, 2, CLI_ANCHOR_MIDDLE, true, ink);
     /* a few pixels of slack so that markers on the edges stay whole */
     c->clip(c, p->left - 5, p->top - 5, p->right - p->left + 10, p->bottom - p->top + 10);
     for (int k = 0; k < n; k++) {
@@ -405,7 +413,7 @@ static void draw_panel(canvas *c, panel *p, const char *heading, const char *yla
         double y = by + 16 + 22.0 * row++;
         c->line(c, bx + 8, y, bx + 32, y, ss[k].width < 2 ? 2 : ss[k].width, ss[k].rgb, ss[k].dashed);
         if (ss[k].dots) c->dot(c, bx + 20, y, 3.5, ss[k].rgb);
-        c->text(c, bx + 38, y + 7, ss[k].name, 2, ANCHOR_START, false, ink);
+        c->text(c, bx + 38, y + 7, ss[k].name, 2, CLI_ANCHOR_START, false, ink);
     }
 }
 
@@ -417,7 +425,7 @@ static void range_of(const double *v, int n, double *lo, double *hi) {
 static void draw(canvas *c, const cli_curves *cv) {
     const uint32_t blue = 0x1f77b4, light = 0xa6c8e6, orange = 0xe8710a;
     c->rect(c, 0, 0, W, H, 0xffffff, 0xffffffffu);
-    c->text(c, W / 2.0, 34, cv->title ? cv->title : "training", 3, ANCHOR_MIDDLE, false, 0x000000);
+    c->text(c, W / 2.0, 34, cv->title ? cv->title : "training", 3, CLI_ANCHOR_MIDDLE, false, 0x000000);
     double xmax = (double)(cv->epochs > 0 ? cv->epochs : 1);
     if (cv->n_steps && cv->step_x[cv->n_steps - 1] > xmax) xmax = cv->step_x[cv->n_steps - 1];
     axis xa = nice_axis(0, xmax, xmax <= 12 ? (int)ceil(xmax) : 8, false);
@@ -474,7 +482,7 @@ static void draw_memory(canvas *c, const void *arg) {
                    recomp = 0xe8710a, none = 0xffffffffu;
     char b[96];
     c->rect(c, 0, 0, W, H, 0xffffff, none);
-    c->text(c, W / 2.0, 34, m->title ? m->title : "memory", 3, ANCHOR_MIDDLE, false, 0x000000);
+    c->text(c, W / 2.0, 34, m->title ? m->title : "memory", 3, CLI_ANCHOR_MIDDLE, false, 0x000000);
     int n = m->n > 0 ? m->n : 1;
     size_t most = m->arena_bytes;
     bool any_recompute = false;
@@ -498,14 +506,14 @@ static void draw_memory(canvas *c, const void *arg) {
     /* legend: one row under the title */
     double lx = p.left;
     c->rect(c, lx, 52, 24, 12, area, line);
-    c->text(c, lx + 30, 63, "live arena bytes", 2, ANCHOR_START, false, ink);
+    c->text(c, lx + 30, 63, "live arena bytes", 2, CLI_ANCHOR_START, false, ink);
     lx += 30 + text_width("live arena bytes") + 24;
     c->line(c, lx, 58, lx + 24, 58, 2, limit, true);
-    c->text(c, lx + 30, 63, "planned arena", 2, ANCHOR_START, false, ink);
+    c->text(c, lx + 30, 63, "planned arena", 2, CLI_ANCHOR_START, false, ink);
     lx += 30 + text_width("planned arena") + 24;
     if (any_recompute) {
         c->line(c, lx + 12, 52, lx + 12, 64, 2, recomp, false);
-        c->text(c, lx + 30, 63, "recompute instruction", 2, ANCHOR_START, false, ink);
+        c->text(c, lx + 30, 63, "recompute instruction", 2, CLI_ANCHOR_START, false, ink);
     }
 
     /* phase bands, separators between them */
@@ -522,14 +530,14 @@ static void draw_memory(canvas *c, const void *arg) {
                 if (s > 0) c->line(c, x0, p.top, x0, p.bottom, 1, 0x999999, true);
                 if (x1 - x0 >= text_width(name) + 8) wide[ph_] = true;
             } else if (x1 - x0 >= text_width(name) + 8) {
-                c->text(c, (x0 + x1) / 2, p.top + 20, name, 2, ANCHOR_MIDDLE, false, 0x555555);
+                c->text(c, (x0 + x1) / 2, p.top + 20, name, 2, CLI_ANCHOR_MIDDLE, false, 0x555555);
             } else if (!wide[ph_] && !labelled[ph_]) {
                 /* a narrow phase (the one update call): labelled on a second row beside its band */
                 labelled[ph_] = true;
                 if (x1 + text_width(name) + 4 <= p.right)
-                    c->text(c, x1 + 4, p.top + 40, name, 2, ANCHOR_START, false, 0x555555);
+                    c->text(c, x1 + 4, p.top + 40, name, 2, CLI_ANCHOR_START, false, 0x555555);
                 else
-                    c->text(c, x0 - 4, p.top + 40, name, 2, ANCHOR_END, false, 0x555555);
+                    c->text(c, x0 - 4, p.top + 40, name, 2, CLI_ANCHOR_END, false, 0x555555);
             }
             s = e + 1;
         }
@@ -539,13 +547,13 @@ static void draw_memory(canvas *c, const void *arg) {
         double y = px_y(&p, v);
         c->line(c, p.left, y, p.right, y, 1, grid, false);
         tick_label(b, sizeof b, v, ya.step);
-        c->text(c, p.left - 8, y + 7, b, 2, ANCHOR_END, false, ink);
+        c->text(c, p.left - 8, y + 7, b, 2, CLI_ANCHOR_END, false, ink);
     }
     for (double v = 0; v <= xa.hi + xa.step * 1e-6; v += xa.step) {
         double x = px_x(&p, v);
         c->line(c, x, p.bottom, x, p.bottom + 5, 1, ink, false);
         tick_label(b, sizeof b, v, xa.step);
-        c->text(c, x, p.bottom + 24, b, 2, ANCHOR_MIDDLE, false, ink);
+        c->text(c, x, p.bottom + 24, b, 2, CLI_ANCHOR_MIDDLE, false, ink);
     }
 
     /* the live bytes: per pixel column the most bytes live at any of its
@@ -591,19 +599,19 @@ static void draw_memory(canvas *c, const void *arg) {
     double ya_arena = px_y(&p, (double)m->arena_bytes / unit);
     c->line(c, p.left, ya_arena, p.right, ya_arena, 2, limit, true);
     snprintf(b, sizeof b, "planned arena %.2f %s", (double)m->arena_bytes / unit, units[u]);
-    c->text(c, p.left + 6, ya_arena - 6, b, 2, ANCHOR_START, false, limit); /* above the line: the peak label goes below */
+    c->text(c, p.left + 6, ya_arena - 6, b, 2, CLI_ANCHOR_START, false, limit); /* above the line: the peak label goes below */
     if (m->peak_pc >= 0 && m->peak_pc < m->n) {
         double x = px_x(&p, m->peak_pc + 0.5), y = px_y(&p, (double)m->live[m->peak_pc] / unit);
         c->dot(c, x, y, 4, 0x000000);
         snprintf(sz, sizeof sz, "%.2f %s", (double)m->live[m->peak_pc] / unit, units[u]);
         snprintf(b, sizeof b, "peak: instruction %d, %s", m->peak_pc, sz);
         bool right = x + 10 + text_width(b) <= p.right;
-        c->text(c, right ? x + 8 : x - 8, y + 20, b, 2, right ? ANCHOR_START : ANCHOR_END, false, 0x000000);
+        c->text(c, right ? x + 8 : x - 8, y + 20, b, 2, right ? CLI_ANCHOR_START : CLI_ANCHOR_END, false, 0x000000);
     }
     c->rect(c, p.left, p.top, pw, ph, none, ink);
-    c->text(c, (p.left + p.right) / 2, p.bottom + 52, "instruction", 2, ANCHOR_MIDDLE, false, ink);
+    c->text(c, (p.left + p.right) / 2, p.bottom + 52, "instruction", 2, CLI_ANCHOR_MIDDLE, false, ink);
     snprintf(b, sizeof b, "live arena (%s)", units[u]);
-    c->text(c, p.left - 70, (p.top + p.bottom) / 2, b, 2, ANCHOR_MIDDLE, true, ink);
+    c->text(c, p.left - 70, (p.top + p.bottom) / 2, b, 2, CLI_ANCHOR_MIDDLE, true, ink);
 }
 
 /* ---- output ---------------------------------------------------------------- */
@@ -675,8 +683,8 @@ prt_status cli_plot_check(prt_context *ctx, const char *path) {
 static void draw_curves(canvas *c, const void *arg) { draw(c, arg); }
 
 /* Draws a figure into a temporary file next to path, then renames it over path. */
-static prt_status write_figure(prt_context *ctx, const char *path, void (*figure)(canvas *c, const void *arg),
-                               const void *arg) {
+prt_status cli_plot_figure(prt_context *ctx, const char *path, int w, int h,
+                           void (*figure)(cli_canvas *c, const void *arg), const void *arg) {
     bool png = ends_with(path, ".png");
     PRT_CHECK(cli_plot_check(ctx, path));
     size_t plen = strlen(path);
@@ -700,24 +708,26 @@ static prt_status write_figure(prt_context *ctx, const char *path, void (*figure
     }
     if (png) {
         c = (canvas){.line = ras_line, .rect = ras_rect, .dot = ras_dot, .text = ras_text, .clip = ras_clip,
-                     .w = W, .h = H, .cx1 = W, .cy1 = H};
-        c.px = malloc(3 * (size_t)W * H);
+                     .group = ras_group, .text_width = ras_text_width, .w = w, .h = h, .cx1 = w, .cy1 = h};
+        c.px = malloc(3 * (size_t)w * (size_t)h);
         if (!c.px) {
             st = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
             goto done;
         }
-        memset(c.px, 0xff, 3 * (size_t)W * H);
+        memset(c.px, 0xff, 3 * (size_t)w * (size_t)h);
         figure(&c, arg);
-        st = write_png(ctx, path, f, c.px, W, H);
+        st = write_png(ctx, path, f, c.px, w, h);
     } else {
         c = (canvas){.line = svg_line, .rect = svg_rect, .dot = svg_dot, .text = svg_text, .clip = svg_clip,
-                     .svg = f, .w = W, .h = H};
+                     .group = svg_group, .text_width = svg_text_width, .svg = f, .w = w, .h = h};
         fprintf(f,
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                 "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n",
-                W, H, W, H);
+                w, h, w, h);
         figure(&c, arg);
+        if (c.in_clip) svg_clip(&c, 0, 0, 0, 0);
+        if (c.in_group) svg_group(&c, NULL);
         fputs("</svg>\n", f);
     }
     if (st == PRT_OK && (fflush(f) != 0 || ferror(f)))
@@ -734,9 +744,9 @@ done:
 }
 
 prt_status cli_plot_write(prt_context *ctx, const char *path, const cli_curves *cv) {
-    return write_figure(ctx, path, draw_curves, cv);
+    return cli_plot_figure(ctx, path, W, H, draw_curves, cv);
 }
 
 prt_status cli_plot_memory_write(prt_context *ctx, const char *path, const cli_memory_curve *m) {
-    return write_figure(ctx, path, draw_memory, m);
+    return cli_plot_figure(ctx, path, W, H, draw_memory, m);
 }

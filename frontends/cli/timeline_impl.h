@@ -80,8 +80,8 @@ typedef struct prt_tl_span {
 /* The kind of a read event, or -1 when it is not drawn (steps, unknown cats). */
 int prt_tl_span_kind(const prt_tl_event *e);
 
-/* Writes the timeline of s's ranks as SVG (path ends in .svg; .png: not yet,
- * PRT_ERR_UNSUPPORTED), replacing path atomically. spans are sorted in place. */
+/* Writes the timeline of s's ranks as SVG or PNG by the path's ending (other
+ * endings: PRT_ERR_USAGE), replacing path atomically. spans are sorted in place. */
 prt_status prt_tl_plot(prt_context *ctx, const char *path, const prt_tl_summary *s, prt_tl_span *spans, size_t n);
 
 #endif

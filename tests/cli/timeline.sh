@@ -4,7 +4,7 @@
 #   rank 1: compute 5+4 = 9 ms, allreduce 6 ms, waits 3 ms, 1 step of 12 ms;
 #   overlap (6-1)/6, (6-3)/6 and in total (12-4)/12;
 # plus a 0.5 ms broadcast, metadata and instant events, unknown keys, escapes),
-# --json, --rank, --plot, and the exact messages of broken files.
+# --json, --rank, --plot (SVG and PNG), and the exact messages of broken files.
 source "$(dirname "$0")/lib.bash" "$@"
 
 FIX="$ROOT/tests/data/timeline/two_ranks.json"
@@ -102,10 +102,36 @@ assert abs(float(r.get("x")) - (150 + 920 * 2 / 20)) < 0.01 and abs(float(r.get(
 assert t.text == "0", t.text' "$TMP/tl.svg"
 expect_rc 0 "$PARROTS" timeline-summary "$FIX" --rank 0 --plot "$TMP/r0.svg"
 check "--rank 0 draws one rank" bash -c "grep -q 'rank 0 comm' '$TMP/r0.svg' && ! grep -q 'rank 1' '$TMP/r0.svg'"
-expect_rc 2 "$PARROTS" timeline-summary "$FIX" --plot "$TMP/tl.png"
-expect_in "$TMP/err" "parrots timeline-summary: --plot $TMP/tl.png: the file name must end in .svg (PNG timelines are not supported yet)"
+# PNG: the same figure on the raster canvas, 1100 x (140 + 64 per rank) pixels
+expect_rc 0 "$PARROTS" timeline-summary "$FIX" --plot "$TMP/tl.png"
+cat >"$TMP/png.py" <<'EOF'
+import struct, sys, zlib
+b = open(sys.argv[1], "rb").read()
+assert b[:8] == b"\x89PNG\r\n\x1a\n", b[:8]
+w, h, depth, color = struct.unpack(">IIBB", b[16:26])
+assert b[12:16] == b"IHDR" and (w, h, depth, color) == (int(sys.argv[2]), int(sys.argv[3]), 8, 2), (w, h, depth, color)
+pos, idat = 8, b""
+while pos < len(b):
+    n, = struct.unpack(">I", b[pos:pos + 4]); t = b[pos + 4:pos + 8]
+    assert zlib.crc32(b[pos + 4:pos + 8 + n]) == struct.unpack(">I", b[pos + 8 + n:pos + 12 + n])[0], t
+    if t == b"IDAT": idat += b[pos + 8:pos + 8 + n]
+    pos += 12 + n
+raw = zlib.decompress(idat)
+assert len(raw) == h * (1 + 3 * w), len(raw)
+px = set()
+for y in range(h):
+    row = raw[y * (1 + 3 * w) + 1:(y + 1) * (1 + 3 * w)]
+    px.update(row[i:i + 3] for i in range(0, len(row), 3))
+# every span kind's colour and the lane background are drawn (the wait of rank 1 too)
+for rgb in sys.argv[4:]:
+    assert bytes.fromhex(rgb) in px, rgb
+EOF
+check "the PNG: signature, 1100 x 268, chunks, span colours" \
+  python3 "$TMP/png.py" "$TMP/tl.png" 1100 268 4c78a8 e45756 54a24b b279a2 f4f4f4
+expect_rc 0 "$PARROTS" timeline-summary "$FIX" --rank 1 --plot "$TMP/r1.png"
+check "--rank 1 PNG: one rank, 1100 x 204" python3 "$TMP/png.py" "$TMP/r1.png" 1100 204 4c78a8 e45756 54a24b
 expect_rc 2 "$PARROTS" timeline-summary "$FIX" --plot "$TMP/tl.pdf"
-expect_in "$TMP/err" "parrots timeline-summary: --plot $TMP/tl.pdf: the file name must end in .svg"
+expect_in "$TMP/err" "parrots timeline-summary: --plot $TMP/tl.pdf: the file name must end in .svg or .png"
 expect_rc 1 "$PARROTS" timeline-summary "$FIX" --plot "$TMP/no/such/dir/tl.svg"
 expect_in "$TMP/err" "parrots timeline-summary: $TMP/no/such/dir/tl.svg: cannot create the plot: No such file or directory"
 
