@@ -31,9 +31,9 @@ typedef struct prt_tl_event {
 typedef struct prt_tl_rank {
     int64_t pid;
     double compute_s;      /* cat "compute" */
-    double comm_s;         /* cat "comm", name "allreduce" */
+    double comm_s;         /* cat "comm", name "allreduce", with a bucket: the gradient allreduces */
     double exposed_comm_s; /* cat "wait": the compute thread blocked on an allreduce */
-    double other_comm_s;   /* cat "comm", any other name (broadcast, barrier, ...) */
+    double other_comm_s;   /* cat "comm", any other (broadcast, barrier, allreduces without a bucket) */
     int64_t steps;         /* cat "step" */
     double step_total_s;
     int64_t events;        /* complete events of this rank */

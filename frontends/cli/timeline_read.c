@@ -189,7 +189,9 @@ static void add(prt_tl_rank *k, const prt_tl_event *e) {
     else if (!strcmp(e->cat, "wait")) k->exposed_comm_s += d;
     else if (!strcmp(e->cat, "step")) k->steps++, k->step_total_s += d;
     else if (!strcmp(e->cat, "comm")) {
-        if (!strcmp(e->name, "allreduce")) k->comm_s += d;
+        /* gradient buckets only: other allreduces (synchronised batch norm's
+         * statistics, the loss) block the compute thread inside a kernel */
+        if (!strcmp(e->name, "allreduce") && e->bucket >= 0) k->comm_s += d;
         else k->other_comm_s += d;
     }
     k->events++;
@@ -374,6 +376,7 @@ void prt_tl_summary_free(prt_context *ctx, prt_tl_summary *s) {
 int prt_tl_span_kind(const prt_tl_event *e) {
     if (!strcmp(e->cat, "compute")) return PRT_TL_COMPUTE;
     if (!strcmp(e->cat, "wait")) return PRT_TL_WAIT;
-    if (!strcmp(e->cat, "comm")) return strcmp(e->name, "allreduce") ? PRT_TL_OTHER_COMM : PRT_TL_ALLREDUCE;
+    if (!strcmp(e->cat, "comm"))
+        return strcmp(e->name, "allreduce") || e->bucket < 0 ? PRT_TL_OTHER_COMM : PRT_TL_ALLREDUCE;
     return -1;
 }
