@@ -12,6 +12,11 @@
  * other code in the process may use MPI at the same time. The communicator works
  * on a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN, so MPI failures come
  * back as messages and never collide with the program's own collectives.
+ *
+ * Which rank: when a collective times out, the rank asks every other rank
+ * whether it is alive (probe_peers) on a second duplicate that carries only
+ * these small messages, and the timeout message names the ranks that did not
+ * answer.
  */
 #include "runtime/comm_api.h"
 #include "runtime/trace.h"
@@ -25,11 +30,34 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Largest piece handed to one MPI call: counts are int in MPI. */
 #define MAX_CHUNK ((size_t)1 << 30)
 /* Polls before the thread starts yielding the core between MPI_Test calls. */
 #define SPIN_POLLS 2000
+/* The liveness probe: its one tag, the longest it waits for answers, and how
+ * many ranks a message lists by number. */
+#define PROBE_TAG 1
+#define PROBE_GRACE_MAX_S 10.0
+#define PROBE_LISTED 8
+
+/* A probe message is three uint64: the communicator's id, the message's kind
+ * and the sender's current operation. The id tells messages meant for an
+ * earlier communicator of this process (Open MPI may hand a message that came
+ * after a communicator was freed to the next one that reuses its context) from
+ * this one's. */
+enum { MSG_PROBE = 1, MSG_ANSWER = 2 };
+#define MSG_WORDS 3
+
+/* What this rank heard from one peer on the probe communicator. */
+typedef struct peer_state {
+    uint64_t probe_seq; /* the operation the peer's own probe was about; 0: none heard */
+    double probe_at;    /* when that probe arrived (prt_now) */
+    bool answered_me;   /* it answered this rank's probe */
+    bool answered;      /* this rank answered its probe */
+    uint64_t answer[MSG_WORDS]; /* the answer's send buffer */
+} peer_state;
 
 typedef enum op_kind { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_ALLGATHER, OP_GATHER_SIZES, OP_GATHERV } op_kind;
 
@@ -66,6 +94,14 @@ typedef struct mpi_comm {
 
     /* Owned by the thread until it is joined: a collective abandoned on timeout. */
     MPI_Request stale;
+
+    /* The liveness probe, owned by the thread until it is joined. */
+    MPI_Comm pcomm;       /* a second duplicate of the world: probe messages only */
+    bool probed;          /* at most one probe per communicator */
+    peer_state *peers;    /* size entries */
+    MPI_Request *psends;  /* 2 * size: [r] the probe to rank r, [size + r] the answer to it */
+    uint64_t probe[MSG_WORDS]; /* the probe's send buffer */
+    uint64_t probe_id;    /* the same on every rank, new with each communicator */
 } mpi_comm;
 
 static const char *op_name(op_kind k) {
@@ -107,9 +143,129 @@ static void mpi_message(int rc, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", s);
 }
 
+/* Answers and records the probe messages that arrived (see probe_peers); cur is
+ * the operation this rank is running. Each peer's probe is answered once, at
+ * the first moment this thread looks, so a live rank still inside a collective
+ * answers at once, whatever its own deadline. MPI failures here are ignored:
+ * the probe only adds detail to a message. */
+static void service_probes(mpi_comm *m, uint64_t cur) {
+    if (m->pcomm == MPI_COMM_NULL) return;
+    for (;;) {
+        int flag = 0;
+        MPI_Status s;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, PROBE_TAG, m->pcomm, &flag, &s) != MPI_SUCCESS || !flag) return;
+        uint64_t msg[MSG_WORDS] = {0};
+        int src = s.MPI_SOURCE, count = 0;
+        MPI_Get_count(&s, MPI_UINT64_T, &count);
+        if (count != MSG_WORDS) count = 0; /* not ours: received into nothing, dropped */
+        if (MPI_Recv(msg, count, MPI_UINT64_T, src, PROBE_TAG, m->pcomm, MPI_STATUS_IGNORE) != MPI_SUCCESS) return;
+        if (!count || msg[0] != m->probe_id || src < 0 || src >= m->base.size) continue;
+        peer_state *p = &m->peers[src];
+        if (msg[1] == MSG_ANSWER) {
+            p->answered_me = true;
+            continue;
+        }
+        if (msg[1] != MSG_PROBE) continue;
+        if (!p->probe_seq) {
+            p->probe_seq = msg[2];
+            p->probe_at = prt_now();
+        }
+        if (!p->answered) {
+            p->answered = true;
+            p->answer[0] = m->probe_id;
+            p->answer[1] = MSG_ANSWER;
+            p->answer[2] = cur;
+            MPI_Isend(p->answer, MSG_WORDS, MPI_UINT64_T, src, PROBE_TAG, m->pcomm, &m->psends[m->base.size + src]);
+        }
+    }
+}
+
+/* "2, 5, 7" (at most PROBE_LISTED numbers, then " and N more") */
+static void list_ranks(const bool *in, int n, bool want, char *buf, size_t cap) {
+    size_t o = 0;
+    int listed = 0, total = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < n; r++) {
+        if (in[r] != want) continue;
+        if (listed < PROBE_LISTED && o < cap) {
+            o += (size_t)snprintf(buf + o, cap - o, "%s%d", listed ? ", " : "", r);
+            listed++;
+        }
+        total++;
+    }
+    if (total > listed && o < cap) snprintf(buf + o, cap - o, " and %d more", total - listed);
+}
+
+/* The collective #seq timed out here: which ranks are alive? This rank sends a
+ * probe to every other rank on the probe communicator, then collects messages
+ * for a grace period of min(timeout, 10 s). A peer has responded when it
+ * answered this probe (a live rank answers while it polls any collective or
+ * probes itself) or sent its own probe about the same collective (it timed out
+ * there too). A live rank that entered the collective later than this one
+ * times out later, by at most the difference in entry times, and the grace
+ * period covers that when the difference is under it; when a peer's probe about
+ * this collective came first, the grace period is counted from its arrival, so
+ * that the ranks that time out together also end together. A probe about an
+ * earlier operation is no response to this one (that rank may have moved on or
+ * died since). Every peer responded: the wait ends at once.
+ *
+ * Fills who with the verdict, or leaves it empty when the probe could not run:
+ * one probe per communicator (after a timeout it is broken), one rank, or an
+ * MPI failure. */
+static void probe_peers(mpi_comm *m, uint64_t seq, char *who, size_t cap) {
+    who[0] = '\0';
+    int n = m->base.size, me = m->base.rank;
+    if (m->probed || n < 2 || m->pcomm == MPI_COMM_NULL) return;
+    m->probed = true;
+    m->probe[0] = m->probe_id;
+    m->probe[1] = MSG_PROBE;
+    m->probe[2] = seq;
+    for (int r = 0; r < n; r++)
+        if (r != me && MPI_Isend(m->probe, MSG_WORDS, MPI_UINT64_T, r, PROBE_TAG, m->pcomm, &m->psends[r]) != MPI_SUCCESS)
+            return;
+    double grace = m->base.timeout_s < PROBE_GRACE_MAX_S ? m->base.timeout_s : PROBE_GRACE_MAX_S;
+    double deadline = prt_now() + grace;
+    for (int r = 0; r < n; r++)
+        if (m->peers[r].probe_seq == seq && m->peers[r].probe_at + grace < deadline)
+            deadline = m->peers[r].probe_at + grace;
+    bool *alive = prt_calloc(m->base.ctx, (size_t)n, sizeof *alive);
+    if (!alive) return;
+    int missing;
+    for (;;) {
+        service_probes(m, seq);
+        missing = 0;
+        for (int r = 0; r < n; r++) {
+            const peer_state *p = &m->peers[r];
+            alive[r] = r == me || p->answered_me || p->probe_seq == seq;
+            missing += !alive[r];
+        }
+        if (missing == 0 || prt_now() > deadline) break;
+        struct timespec ts = {0, 1000000}; /* 1 ms: the ranks may share the cores */
+        nanosleep(&ts, NULL);
+    }
+    if (missing == 0) {
+        snprintf(who, cap,
+                 "every rank responded to a liveness probe, so none died; the ranks issued different "
+                 "collectives, or the transfer stalled");
+    } else {
+        char dead[96], live[96];
+        list_ranks(alive, n, false, dead, sizeof dead);
+        alive[me] = false; /* the responders: the others */
+        list_ranks(alive, n, true, live, sizeof live);
+        int responders = n - 1 - missing;
+        char others[128] = "";
+        if (responders > 0)
+            snprintf(others, sizeof others, " (%s %s did)", responders == 1 ? "rank" : "ranks", live);
+        snprintf(who, cap, "%s %s did not respond%s; %s", missing == 1 ? "rank" : "ranks", dead, others,
+                 missing == 1 ? "it died, hangs, or skipped this collective"
+                              : "they died, hang, or skipped this collective");
+    }
+    prt_free(m->base.ctx, alive, (size_t)n * sizeof *alive);
+}
+
 /* Drives req to completion. PRT_OK, or an error with msg filled; on timeout the
  * request is kept in m->stale (a collective request can be neither freed nor
- * cancelled). */
+ * cancelled) and the other ranks are probed to name the missing ones. */
 static prt_status poll_request(mpi_comm *m, MPI_Request *req, const mpi_op *op, char *msg, size_t cap) {
     double deadline = prt_now() + m->base.timeout_s;
     for (long polls = 0;; polls++) {
@@ -123,15 +279,23 @@ static prt_status poll_request(mpi_comm *m, MPI_Request *req, const mpi_op *op, 
             return PRT_ERR_BACKEND;
         }
         if (flag) return PRT_OK;
-        if ((polls & 63) == 0 && prt_now() > deadline) {
-            char what[160];
-            describe(op, what, sizeof what);
-            snprintf(msg, cap,
-                     "rank %d: %s did not complete within %g s (a rank died, stopped responding, or did "
-                     "not issue this collective)",
-                     m->base.rank, what, m->base.timeout_s);
-            m->stale = *req;
-            return PRT_ERR_BACKEND;
+        if ((polls & 63) == 0) {
+            service_probes(m, op->seq);
+            if (prt_now() > deadline) {
+                char what[160], who[320];
+                m->stale = *req;
+                describe(op, what, sizeof what);
+                probe_peers(m, op->seq, who, sizeof who);
+                if (who[0])
+                    snprintf(msg, cap, "rank %d: %s did not complete within %g s: %s", m->base.rank, what,
+                             m->base.timeout_s, who);
+                else
+                    snprintf(msg, cap,
+                             "rank %d: %s did not complete within %g s (a rank died, stopped responding, or did "
+                             "not issue this collective)",
+                             m->base.rank, what, m->base.timeout_s);
+                return PRT_ERR_BACKEND;
+            }
         }
         if (polls > SPIN_POLLS) sched_yield();
     }
@@ -389,6 +553,16 @@ static void release(mpi_comm *m, bool thread_started) {
             prt_log_warn(ctx, "rank %d: a timed-out collective is still pending; MPI is not finalised",
                          m->base.rank);
     }
+    /* probe messages are small: sent at once, or never (to a dead rank); the
+     * request of one not sent yet is let go without waiting for it */
+    if (m->psends)
+        for (int r = 0; r < 2 * m->base.size; r++) {
+            int flag = 0;
+            if (m->psends[r] == MPI_REQUEST_NULL) continue;
+            if (MPI_Test(&m->psends[r], &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || !flag)
+                MPI_Request_free(&m->psends[r]);
+        }
+    if (m->pcomm != MPI_COMM_NULL && !pending) MPI_Comm_free(&m->pcomm);
     if (m->comm != MPI_COMM_NULL && !pending) MPI_Comm_free(&m->comm);
     if (m->owns_init && !pending) MPI_Finalize();
     if (thread_started) {
@@ -397,6 +571,8 @@ static void release(mpi_comm *m, bool thread_started) {
         pthread_mutex_destroy(&m->mu);
     }
     prt_free(ctx, m->queue, (size_t)m->qcap * sizeof *m->queue);
+    prt_free(ctx, m->peers, 0);
+    prt_free(ctx, m->psends, 0);
     prt_free(ctx, m, sizeof *m);
 }
 
@@ -467,6 +643,7 @@ prt_status prt_comm_create_mpi(prt_context *ctx, const prt_comm_options *opts, p
         return st;
     }
     m->comm = MPI_COMM_NULL;
+    m->pcomm = MPI_COMM_NULL;
     m->stale = MPI_REQUEST_NULL;
     if (!inited) {
         rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
@@ -495,6 +672,30 @@ prt_status prt_comm_create_mpi(prt_context *ctx, const prt_comm_options *opts, p
     MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->comm, &m->base.rank);
     MPI_Comm_size(m->comm, &m->base.size);
+    rc = MPI_Comm_dup(MPI_COMM_WORLD, &m->pcomm);
+    if (rc != MPI_SUCCESS) {
+        mpi_message(rc, err, sizeof err);
+        st = prt_error(ctx, PRT_ERR_BACKEND, "MPI_Comm_dup (the probe communicator) failed: %s", err);
+        goto fail;
+    }
+    MPI_Comm_set_errhandler(m->pcomm, MPI_ERRORS_RETURN);
+    /* rank 0's clock and this struct's address: differs from the communicators
+     * this process had before */
+    m->probe_id = (uint64_t)(prt_now() * 1e9) ^ (uint64_t)(uintptr_t)m;
+    rc = MPI_Bcast(&m->probe_id, 1, MPI_UINT64_T, 0, m->pcomm);
+    if (rc != MPI_SUCCESS) {
+        mpi_message(rc, err, sizeof err);
+        st = prt_error(ctx, PRT_ERR_BACKEND, "MPI_Bcast (the probe communicator's id) failed: %s", err);
+        goto fail;
+    }
+    m->peers = prt_calloc(ctx, (size_t)m->base.size, sizeof *m->peers);
+    m->psends = prt_calloc(ctx, 2 * (size_t)m->base.size, sizeof *m->psends);
+    if (m->psends)
+        for (int r = 0; r < 2 * m->base.size; r++) m->psends[r] = MPI_REQUEST_NULL;
+    if (!m->peers || !m->psends) {
+        st = prt_error(ctx, PRT_ERR_NOMEM, "MPI communicator: probe state of %d ranks", m->base.size);
+        goto fail;
+    }
     find_local_rank(m);
     m->base.impl = m;
 

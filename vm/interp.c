@@ -108,12 +108,22 @@ static prt_status vm_exec_slow(prt_vm *vm) {
 /* Anything a run started and did not wait for (a failed step) is waited for
  * before the next run may touch the gradients again. */
 static prt_status drain(prt_vm *vm, prt_status st) {
+    bool pending = false;
+    for (int b = 0; b < vm->buckets.n; b++) pending |= vm->bucket_handle[b] != 0;
+    if (!pending) return st;
+    /* after a failure the later waits only repeat it: its message stays */
+    char first[sizeof vm->ctx->errmsg];
+    if (st != PRT_OK) snprintf(first, sizeof first, "%s", prt_last_error(vm->ctx));
     for (int b = 0; b < vm->buckets.n; b++) {
         if (!vm->bucket_handle[b]) continue;
         prt_status w = prt_comm_wait(vm->opts.comm, vm->bucket_handle[b]);
         vm->bucket_handle[b] = 0;
-        if (st == PRT_OK) st = w;
+        if (st == PRT_OK && w != PRT_OK) {
+            st = w;
+            snprintf(first, sizeof first, "%s", prt_last_error(vm->ctx));
+        }
     }
+    if (st != PRT_OK) prt_error(vm->ctx, st, "%s", first);
     return st;
 }
 

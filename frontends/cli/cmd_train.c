@@ -403,10 +403,26 @@ static void timeline_window(trainer *t, int64_t global) {
     prt_comm_set_trace(t->comm, on ? t->trace : NULL);
 }
 
+/* PARROTS_TEST_FAULT=RANK:STEP:ACTION (tests only): rank RANK raises SIGKILL
+ * (ACTION kill) or SIGSTOP (stop) just before it runs global step STEP (0-based),
+ * as a process that crashed or hangs would. Returns the signal, 0: none. */
+static int test_fault(int rank, int64_t *step) {
+    const char *spec = getenv("PARROTS_TEST_FAULT");
+    char *end, action[8];
+    if (!spec || !*spec) return 0;
+    long r = strtol(spec, &end, 10);
+    if (*end != ':' || r != rank) return 0;
+    *step = strtoll(end + 1, &end, 10);
+    if (*end != ':' || snprintf(action, sizeof action, "%s", end + 1) >= (int)sizeof action) return 0;
+    return !strcmp(action, "kill") ? SIGKILL : !strcmp(action, "stop") ? SIGSTOP : 0;
+}
+
 /* The epochs: one program run per batch, the test pass at each epoch's end. A
  * non-finite loss prints the divergence message and sets *diverged. */
 static prt_status run_epochs(trainer *t, bool *diverged) {
     prt_context *ctx = t->ctx;
+    int64_t fault_step = -1;
+    int fault = test_fault(t->rank, &fault_step);
     prt_tensor *x = prt_vm_find(t->vm, t->g->values[t->g->inputs[0]].name);
     prt_tensor *lab = prt_vm_find(t->vm, t->g->values[t->ti.labels].name);
     const prt_tensor *loss_t = prt_vm_find(t->vm, t->g->values[t->ti.loss].name);
@@ -427,6 +443,7 @@ static prt_status run_epochs(trainer *t, bool *diverged) {
                 return prt_error(ctx, PRT_ERR_INTERNAL, "the loader gave %lld samples at epoch %lld step %lld, not %lld",
                                  (long long)n, (long long)epoch, (long long)step, (long long)batch);
             int64_t global = (int64_t)prt_vm_get_step(t->vm);
+            if (fault && global == fault_step) raise(fault);
             timeline_window(t, global);
             PRT_CHECK(prt_vm_run(t->vm));
             double loss = PRT_F32P(loss_t)[0];
