@@ -48,35 +48,9 @@ static prt_status dropout_grad(prt_grad_ctx *gc) {
     return prt_grad_emit(gc, "dropout_bwd", &gc->dy[0], 1, attrs, &gc->dx[0]);
 }
 
-/* Where element i of the local tensor draws from: see the header comment. */
-typedef struct dropout_ctr {
-    uint64_t base;   /* step * combined numel, plus offset * per when stride is 1 */
-    int64_t per;     /* elements per sample */
-    int64_t stride, offset;
-} dropout_ctr;
-
-static dropout_ctr dropout_counters(const prt_kernel_call *c, int64_t n) {
-    const prt_shape *s = &c->in[0]->shape;
-    int64_t batch = s->ndim > 0 ? s->d[0] : 1;
-    bool dp = c->sample_stride > 0;
-    dropout_ctr k = {.per = batch > 0 ? n / batch : 1, .stride = dp ? c->sample_stride : 1,
-                     .offset = dp ? c->sample_offset : 0};
-    /* unsigned arithmetic: wraps the same way on every rank and in the backward */
-    k.base = c->step * ((uint64_t)n * (uint64_t)k.stride);
-    if (k.stride == 1) k.base += (uint64_t)k.offset * (uint64_t)k.per;
-    return k;
-}
-
-static inline uint64_t dropout_counter(const dropout_ctr *k, int64_t i) {
-    if (k->stride == 1) return k->base + (uint64_t)i;
-    int64_t j = i / k->per;
-    return k->base + ((uint64_t)j * (uint64_t)k->stride + (uint64_t)k->offset) * (uint64_t)k->per +
-           (uint64_t)(i - j * k->per);
-}
-
 /* The multiplier for element i: 0 (dropped) or 1/(1-p). */
-static inline float dropout_mult(uint64_t key, const dropout_ctr *k, int64_t i, float p, float keep_scale) {
-    return prt_rng_uniform(key, dropout_counter(k, i)) < p ? 0.0f : keep_scale;
+static inline float dropout_mult(uint64_t key, const prt_dropout_ctr *k, int64_t i, float p, float keep_scale) {
+    return prt_rng_uniform(key, prt_dropout_counter(k, i)) < p ? 0.0f : keep_scale;
 }
 
 static prt_status dropout_ref(const prt_kernel_call *c) {
@@ -91,7 +65,7 @@ static prt_status dropout_ref(const prt_kernel_call *c) {
     }
     /* p = 1 drops everything; the scale is then never used */
     float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_ctr k = dropout_counters(c, n);
+    prt_dropout_ctr k = prt_dropout_counters(c, n);
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * dropout_mult(c->rng_key, &k, i, p, keep_scale);
     return PRT_OK;
 }
@@ -100,7 +74,7 @@ typedef struct dropout_args {
     const float *x;
     float *y;
     uint64_t key;
-    dropout_ctr k;
+    prt_dropout_ctr k;
     float p, keep_scale;
 } dropout_args;
 
@@ -117,7 +91,7 @@ static prt_status dropout_fast(const prt_kernel_call *c) {
     PRT_CHECK(prt_kernel_check_f32(c, "dropout"));
     int64_t n = prt_shape_count(&c->in[0]->shape);
     float p = (float)prt_attr_float(&c->attrs[A_P]);
-    dropout_args a = {PRT_F32P(c->in[0]), PRT_F32P(c->out[0]), c->rng_key, dropout_counters(c, n),
+    dropout_args a = {PRT_F32P(c->in[0]), PRT_F32P(c->out[0]), c->rng_key, prt_dropout_counters(c, n),
                       c->training ? p : 0.0f, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
     /* a Philox block per element costs ~20 ns: worth threads much earlier than a copy */
     prt_parallel_range(n, a.p == 0.0f ? PRT_PAR_MIN_ELEMS : 2048, dropout_range, &a);

@@ -28,40 +28,16 @@ static prt_status dropout_bwd_infer(prt_infer_ctx *ic) {
 
 static int64_t dropout_bwd_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 1); }
 
-/* The forward's counters (ops/op_dropout.c: dropout_counters). */
-typedef struct dropout_bwd_ctr {
-    uint64_t base;
-    int64_t per, stride, offset;
-} dropout_bwd_ctr;
-
-static dropout_bwd_ctr dropout_bwd_counters(const prt_kernel_call *c, int64_t n) {
-    const prt_shape *s = &c->in[0]->shape;
-    int64_t batch = s->ndim > 0 ? s->d[0] : 1;
-    bool dp = c->sample_stride > 0;
-    dropout_bwd_ctr k = {.per = batch > 0 ? n / batch : 1, .stride = dp ? c->sample_stride : 1,
-                         .offset = dp ? c->sample_offset : 0};
-    k.base = c->step * ((uint64_t)n * (uint64_t)k.stride);
-    if (k.stride == 1) k.base += (uint64_t)k.offset * (uint64_t)k.per;
-    return k;
-}
-
-static inline uint64_t dropout_bwd_counter(const dropout_bwd_ctr *k, int64_t i) {
-    if (k->stride == 1) return k->base + (uint64_t)i;
-    int64_t j = i / k->per;
-    return k->base + ((uint64_t)j * (uint64_t)k->stride + (uint64_t)k->offset) * (uint64_t)k->per +
-           (uint64_t)(i - j * k->per);
-}
-
 /* The forward's multiplier for element i (same expression, same float p). */
-static inline float dropout_bwd_mult(uint64_t key, const dropout_bwd_ctr *k, int64_t i, float p, float keep_scale) {
-    return prt_rng_uniform(key, dropout_bwd_counter(k, i)) < p ? 0.0f : keep_scale;
+static inline float dropout_bwd_mult(uint64_t key, const prt_dropout_ctr *k, int64_t i, float p, float keep_scale) {
+    return prt_rng_uniform(key, prt_dropout_counter(k, i)) < p ? 0.0f : keep_scale;
 }
 
 typedef struct dropout_bwd_args {
     const float *dy;
     float *dx;
     uint64_t key;
-    dropout_bwd_ctr k;
+    prt_dropout_ctr k;
     float p, keep_scale;
 } dropout_bwd_args;
 
@@ -73,7 +49,7 @@ static prt_status dropout_bwd_setup(const prt_kernel_call *c, dropout_bwd_args *
     float p = (float)prt_attr_float(&c->attrs[A_P]);
     /* outside training the forward is the identity, and so is its gradient */
     *a = (dropout_bwd_args){PRT_F32P(c->in[0]), PRT_F32P(c->out[0]), prt_hash_str(of, c->ctx->seed),
-                            dropout_bwd_counters(c, *n), c->training ? p : 0.0f, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
+                            prt_dropout_counters(c, *n), c->training ? p : 0.0f, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f};
     return PRT_OK;
 }
 

@@ -115,4 +115,36 @@ static inline prt_status prt_grad_not_loss(const prt_grad_ctx *gc) {
                      prt_op_get(gc->g->ctx->ops, nd->op)->name);
 }
 
+
+/* ---- dropout's random stream (op_dropout.c and op_dropout_bwd.c) ------------
+ * Element e of local sample j draws counter
+ *     step * (numel * stride) + (j * stride + offset) * per_sample + e
+ * with stride/offset the call's sample_stride/sample_offset (0/0: 1/0), so
+ * element e of combined sample j*stride + offset gets the same mask on any
+ * number of ranks; with stride 1 it is step * numel + i, one process's counter. */
+typedef struct prt_dropout_ctr {
+    uint64_t base;   /* step * combined numel, plus offset * per when stride is 1 */
+    int64_t per;     /* elements per sample */
+    int64_t stride, offset;
+} prt_dropout_ctr;
+
+static inline prt_dropout_ctr prt_dropout_counters(const prt_kernel_call *c, int64_t n) {
+    const prt_shape *s = &c->in[0]->shape;
+    int64_t batch = s->ndim > 0 ? s->d[0] : 1;
+    bool dp = c->sample_stride > 0;
+    prt_dropout_ctr k = {.per = batch > 0 ? n / batch : 1, .stride = dp ? c->sample_stride : 1,
+                         .offset = dp ? c->sample_offset : 0};
+    /* unsigned arithmetic: wraps the same way on every rank and in the backward */
+    k.base = c->step * ((uint64_t)n * (uint64_t)k.stride);
+    if (k.stride == 1) k.base += (uint64_t)k.offset * (uint64_t)k.per;
+    return k;
+}
+
+static inline uint64_t prt_dropout_counter(const prt_dropout_ctr *k, int64_t i) {
+    if (k->stride == 1) return k->base + (uint64_t)i;
+    int64_t j = i / k->per;
+    return k->base + ((uint64_t)j * (uint64_t)k->stride + (uint64_t)k->offset) * (uint64_t)k->per +
+           (uint64_t)(i - j * k->per);
+}
+
 #endif

@@ -40,10 +40,8 @@
 #include "ops/bwd_util.h"
 #include "runtime/comm_api.h"
 #include "tests/vm_util.h"
+#include "tests/mpi_util.h"
 
-#if PARROTS_HAVE_MPI
-#include <mpi.h>
-#endif
 
 #define BN_RTOL 1e-5
 #define STAT_RTOL 1e-6
@@ -545,22 +543,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
-#if PARROTS_HAVE_MPI
-    int provided;
-    MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
-#endif
-    SRunner *r = srunner_create(suite());
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-#if PARROTS_HAVE_MPI
-    /* every rank reports the job as failed if any rank failed */
-    int any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    failed = any;
-    MPI_Finalize();
-#endif
-    return failed == 0 ? 0 : 1;
-}
+int main(void) { return tu_run_mpi(suite()); }

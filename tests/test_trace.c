@@ -16,6 +16,7 @@
 
 #include "runtime/comm_api.h"
 #include "runtime/trace.h"
+#include "tests/mpi_util.h"
 #include "tests/test_util.h"
 
 /* The reader lives with the command line, which is not part of the library. */
@@ -451,22 +452,4 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
-#if PARROTS_HAVE_MPI
-    int provided;
-    MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
-#endif
-    SRunner *r = srunner_create(suite());
-    /* one process: forking an MPI process is not allowed */
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-#if PARROTS_HAVE_MPI
-    int any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    failed = any;
-    MPI_Finalize();
-#endif
-    return failed == 0 ? 0 : 1;
-}
+int main(void) { return tu_run_mpi(suite()); }
