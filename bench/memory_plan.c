@@ -34,7 +34,7 @@ static void ablation(prt_context *ctx, const prt_program *p, const char *what) {
         {"without in-place", {.no_inplace = true}},
         {"without concat views", {.no_views = true}},
         {"without gradient buckets (one block)", {.no_buckets = true}},
-        {"none of the three", {true, true, true}},
+        {"none of the three", {.no_inplace = true, .no_views = true, .no_buckets = true}},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         prt_mem_plan *pl;

@@ -106,6 +106,7 @@ typedef struct prt_mem_plan_options {
     bool no_inplace;      /* every output its own buffer */
     bool no_views;        /* concat inputs not placed inside the output */
     bool no_buckets;      /* all gradients in one block live for the whole step */
+    bool cuda_workspaces; /* plan the CUDA kernels' workspaces (schema workspace_cuda) */
 } prt_mem_plan_options;
 
 /* Plans a verified, straight-line program (CALLs, NOPs and one HALT; a program with

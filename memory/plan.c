@@ -447,7 +447,7 @@ static prt_status collect_buffers(planner *pl) {
         if (!is_call(p->code[pc])) continue;
         int k = (int)PRT_VM_RAW_X(p->code[pc]);
         size_t ws;
-        PRT_CHECK(prt_vm_call_workspace(pl->ctx, p, k, &ws));
+        PRT_CHECK(prt_vm_call_workspace_on(pl->ctx, p, k, pl->o.cuda_workspaces, &ws));
         if (ws == 0 || plan->ws_offset[k] == 0) continue;
         if (ws > plan->workspace_bytes) plan->workspace_bytes = ws;
         plan->ws_offset[k] = 0; /* marks it; the real offset is filled after packing */

@@ -6,6 +6,7 @@
  * which equals lr * mhat / (sqrt(vhat) + eps). Inputs: k params, k gradients,
  * k first moments m, k second moments v. ops/op_adamw.c shares the element loop. */
 #include "ops/optim_impl.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <math.h>
 
@@ -58,4 +59,5 @@ const prt_op_schema prt_op_adam = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_adam_prepare, .run = prt_cuda_adam, .release = prt_cuda_optim_release),
 };

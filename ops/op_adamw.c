@@ -3,6 +3,7 @@
  *     p = (1 - lr wd) p - lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps sqrt(1-b2^t))
  * with m and v the moments of the raw gradient. Inputs as adam. */
 #include "ops/optim_impl.h"
+#include "ops/cuda/cuda_ops.h"
 
 static void adamw_coef(const prt_solver *s, double lr, double t, prt_optim_coef *k) {
     prt_adam_coef(s, lr, t, k);
@@ -34,4 +35,5 @@ const prt_op_schema prt_op_adamw = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_adamw_prepare, .run = prt_cuda_adamw, .release = prt_cuda_optim_release),
 };

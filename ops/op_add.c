@@ -1,6 +1,7 @@
 /* add: elementwise sum of two or more inputs of the same shape (no
  * broadcasting). May run in place on input 0. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 static prt_status add_infer(prt_infer_ctx *ic) {
     for (int k = 1; k < ic->n_in; k++) {
@@ -89,4 +90,5 @@ const prt_op_schema prt_op_add = {
     .fast = {.run = add_fast},
     .grad = add_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_add),
 };

@@ -2,6 +2,7 @@
  * whether padding counts in the divisor. The shared implementation is in
  * ops/pool.c. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 const prt_attr_def prt_avgpool_attrs[PRT_POOL_COUNT_PAD + 1] = {
     PRT_ATTR_OPT_INTS_NONE("kernel", 1, "window size k or [kh, kw] (required unless global)"),
@@ -38,4 +39,5 @@ const prt_op_schema prt_op_avgpool = {
     .ref = {.run = avgpool_ref},
     .fast = {.prepare = avgpool_prepare, .run = prt_pool_fast_run, .release = prt_pool_fast_release},
     .grad = avgpool_grad,
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_avgpool, NULL),
 };

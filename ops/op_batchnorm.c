@@ -16,6 +16,7 @@
  * training mode, so both kernels then run our own code (OpenMP in the fast one). */
 #include "ops/bwd_util.h"
 #include "runtime/comm_api.h"
+#include "ops/cuda/cudnn_util.h"
 
 #include <math.h>
 
@@ -463,4 +464,5 @@ const prt_op_schema prt_op_batchnorm = {
     .fast = {.prepare = bn_prepare, .run = bn_fast, .release = bn_release},
     .grad = bn_grad,
     .cheap = true,
+    .cuda = PRT_CUDNN_KERNEL(prt_cudnn_bn_prepare, prt_cudnn_bn, prt_cudnn_bn_release),
 };

@@ -39,6 +39,7 @@
  * oneDNN's backward forms the sums itself. */
 #include "ops/bwd_util.h"
 #include "runtime/comm_api.h"
+#include "ops/cuda/cudnn_util.h"
 
 #include <math.h>
 
@@ -405,4 +406,5 @@ const prt_op_schema prt_op_batchnorm_bwd = {
     .fast = {.prepare = bnb_prepare, .run = bnb_fast, .release = bnb_release},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDNN_KERNEL(prt_cudnn_bn_bwd_prepare, prt_cudnn_bn_bwd, prt_cudnn_bn_release),
 };

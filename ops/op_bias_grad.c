@@ -3,6 +3,7 @@
  * alike. Input (dy) of rank 2 or more; no attributes. Sums are kept in double:
  * a channel of a large activation sums hundreds of thousands of values. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 /* N, C and the size S of the trailing axes */
 static void bg_dims(const prt_shape *s, int64_t *n, int64_t *c, int64_t *sp) {
@@ -100,4 +101,5 @@ const prt_op_schema prt_op_bias_grad = {
     .fast = {.run = bg_fast},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_bias_grad),
 };

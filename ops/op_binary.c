@@ -13,6 +13,7 @@
  * have the same size, i.e. a is not broadcast; every element is read before
  * it is written at the same index. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -302,6 +303,7 @@ static prt_status div_grad(prt_grad_ctx *gc) { return bin_grad(gc, BIN_DIV); }
         .fast = {.run = sym##_fast},                                                       \
         .grad = sym##_grad,                                                                \
         .cheap = true,                                                                     \
+        .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_##sym),                                    \
     }
 
 BIN_SCHEMA(mul, "elementwise product a * b with numpy broadcasting");
@@ -448,4 +450,5 @@ const prt_op_schema prt_op_reduce_to = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << RT_LIKE,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_reduce_to),
 };

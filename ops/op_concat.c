@@ -1,6 +1,7 @@
 /* concat: joins two or more tensors along `axis` (any axis; negative counts
  * from the end). The other dimensions must match. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -186,4 +187,5 @@ const prt_op_schema prt_op_concat = {
     .grad = concat_grad,
     .cheap = true,
     .input_views = concat_input_views,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_concat),
 };

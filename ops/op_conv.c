@@ -10,6 +10,7 @@
  * measurements; the reorder buffers and oneDNN's scratchpad live in the
  * node's workspace, so the memory plan accounts for them. */
 #include "ops/bwd_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 #include <string.h>
 
@@ -464,4 +465,6 @@ const prt_op_schema prt_op_conv = {
     .ref = {.run = conv_ref},
     .fast = {.prepare = conv_prepare, .run = conv_fast, .release = conv_release},
     .grad = conv_grad,
+    .cuda = PRT_CUDNN_KERNEL(prt_cudnn_conv_prepare, prt_cudnn_conv, prt_cudnn_conv_release),
+    .workspace_cuda = PRT_CUDNN_FN(prt_cudnn_conv_workspace),
 };

@@ -4,6 +4,7 @@
  * a transposed correlation. Inputs (dy, w, x), x read for its shape only;
  * conv's attributes. Fast path: oneDNN convolution_backward_data (ops/conv_bwd.c). */
 #include "ops/bwd_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 #include <string.h>
 
@@ -76,4 +77,6 @@ const prt_op_schema prt_op_conv_bwd_data = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << 2,
+    .cuda = PRT_CUDNN_KERNEL(prt_cudnn_conv_bwd_data_prepare, prt_cudnn_conv_bwd_data, prt_cudnn_conv_release),
+    .workspace_cuda = PRT_CUDNN_FN(prt_cudnn_conv_bwd_data_workspace),
 };

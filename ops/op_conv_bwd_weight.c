@@ -5,6 +5,7 @@
  * attributes. The bias gradient is bias_grad's. Fast path: oneDNN
  * convolution_backward_weights (ops/conv_bwd.c). */
 #include "ops/bwd_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 static prt_status cbw_infer(prt_infer_ctx *ic) { return prt_conv_bwd_infer(ic, PRT_CONV_BWD_WEIGHT); }
 static int64_t cbw_flops(const prt_infer_ctx *ic) { return prt_conv_bwd_flops(ic, PRT_CONV_BWD_WEIGHT); }
@@ -74,4 +75,6 @@ const prt_op_schema prt_op_conv_bwd_weight = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << 2,
+    .cuda = PRT_CUDNN_KERNEL(prt_cudnn_conv_bwd_weight_prepare, prt_cudnn_conv_bwd_weight, prt_cudnn_conv_release),
+    .workspace_cuda = PRT_CUDNN_FN(prt_cudnn_conv_bwd_weight_workspace),
 };

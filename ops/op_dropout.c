@@ -11,6 +11,7 @@
  * today's counter, so one-process masks are unchanged. dropout_bwd
  * (ops/op_dropout_bwd.c) derives the same counters. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -113,4 +114,5 @@ const prt_op_schema prt_op_dropout = {
     .fast = {.run = dropout_fast},
     .grad = dropout_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout),
 };

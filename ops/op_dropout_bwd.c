@@ -7,6 +7,7 @@
  * sample_offset the same way (the formula is in ops/op_dropout.c; the two
  * copies below must stay equal). */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -95,4 +96,5 @@ const prt_op_schema prt_op_dropout_bwd = {
     .fast = {.run = dropout_bwd_fast},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout_bwd),
 };

@@ -1,6 +1,7 @@
 /* flatten: [N, d1, d2, ...] -> [N, d1*d2*...]. The bytes do not change, so the
  * op may run in place (then it copies nothing). */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -41,4 +42,5 @@ const prt_op_schema prt_op_flatten = {
     .fast = {.run = flatten_fast},
     .grad = flatten_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_flatten),
 };

@@ -2,6 +2,7 @@
  * GlobalAveragePool on images). Means are summed in double. Its gradient is
  * avgpool_bwd with `global: true`, which spreads dy / (H W) over the plane. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 static prt_status gap_infer(prt_infer_ctx *ic) {
     const prt_shape *x = &ic->in[0];
@@ -88,4 +89,5 @@ const prt_op_schema prt_op_global_avgpool = {
     .fast = {.run = gap_fast},
     .grad = gap_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_global_avgpool),
 };

@@ -3,6 +3,7 @@
  * layouts (its GEMM kernel; the weights change every step, so a blocked copy
  * would have to be redone each run). */
 #include "ops/bwd_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 enum { A_OUT, A_BIAS };
 enum { P_WEIGHT, P_BIAS };
@@ -222,4 +223,5 @@ const prt_op_schema prt_op_linear = {
     .ref = {.run = linear_ref},
     .fast = {.prepare = linear_prepare, .run = linear_fast, .release = linear_release},
     .grad = linear_grad,
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_linear, NULL),
 };

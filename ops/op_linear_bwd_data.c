@@ -3,6 +3,7 @@
  * every dim after the first). Inputs (dy, w, x), x read for its shape only;
  * linear's attributes. Fast path: oneDNN inner_product backward data. */
 #include "ops/bwd_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 static prt_status lbd_infer(prt_infer_ctx *ic) { return prt_linear_bwd_infer(ic, PRT_LINEAR_BWD_DATA); }
 static int64_t lbd_flops(const prt_infer_ctx *ic) { return prt_linear_bwd_flops(ic, PRT_LINEAR_BWD_DATA); }
@@ -46,4 +47,5 @@ const prt_op_schema prt_op_linear_bwd_data = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << 2,
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_linear_bwd_data, NULL),
 };

@@ -3,6 +3,7 @@
  * linear's attributes. The bias gradient is bias_grad's. Fast path: oneDNN
  * inner_product backward weights. */
 #include "ops/bwd_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 static prt_status lbw_infer(prt_infer_ctx *ic) { return prt_linear_bwd_infer(ic, PRT_LINEAR_BWD_WEIGHT); }
 static int64_t lbw_flops(const prt_infer_ctx *ic) { return prt_linear_bwd_flops(ic, PRT_LINEAR_BWD_WEIGHT); }
@@ -45,4 +46,5 @@ const prt_op_schema prt_op_linear_bwd_weight = {
     .fast = {.prepare = lbw_prepare, .run = lbw_fast, .release = prt_dnnl_prim_release},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_linear_bwd_weight, NULL),
 };

@@ -1,6 +1,7 @@
 /* maxpool: 2-D max pooling over [N, C, H, W]; padding never wins the max.
  * The shared implementation is in ops/pool.c. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 const prt_attr_def prt_maxpool_attrs[PRT_POOL_GLOBAL + 1] = {
     PRT_ATTR_OPT_INTS_NONE("kernel", 1, "window size k or [kh, kw] (required unless global)"),
@@ -37,4 +38,5 @@ const prt_op_schema prt_op_maxpool = {
     .fast = {.prepare = maxpool_prepare, .run = prt_pool_fast_run, .release = prt_pool_fast_release},
     .grad = maxpool_grad,
     .cheap = true,
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_maxpool, NULL),
 };

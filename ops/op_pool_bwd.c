@@ -5,6 +5,7 @@
  * forward's rule (first maximum, NaN wins), so no index tensor has to live
  * between the passes. Average pooling reads x for its shape only. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cudnn_util.h"
 
 #include <math.h>
 #include <string.h>
@@ -147,6 +148,7 @@ const prt_op_schema prt_op_maxpool_bwd = {
     .inplace_in = -1,
     .ref = {.run = maxpool_bwd_ref},
     .fast = {.run = maxpool_bwd_fast},
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_maxpool_bwd, NULL),
     .grad = NULL,
     .grad_note = "backward-only op",
 };
@@ -164,6 +166,7 @@ const prt_op_schema prt_op_avgpool_bwd = {
     .inplace_in = -1,
     .ref = {.run = avgpool_bwd_ref},
     .fast = {.run = avgpool_bwd_fast},
+    .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_avgpool_bwd, NULL),
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << IN_X,

@@ -1,5 +1,6 @@
 /* relu: y = max(x, 0), NaN propagated. In place on its input. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 static int64_t relu_flops(const prt_infer_ctx *ic) { return prt_flops_per_elem(ic, 1); }
 
@@ -50,4 +51,5 @@ const prt_op_schema prt_op_relu = {
     .fast = {.run = relu_fast},
     .grad = relu_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_relu),
 };

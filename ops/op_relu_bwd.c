@@ -2,6 +2,7 @@
  * forward OUTPUT y rather than x: y > 0 exactly where x > 0, and keeping y
  * lets the forward relu overwrite its input in place. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 static prt_status relu_bwd_infer(prt_infer_ctx *ic) {
     if (!prt_shape_eq(&ic->in[0], &ic->in[1])) {
@@ -55,4 +56,5 @@ const prt_op_schema prt_op_relu_bwd = {
     .fast = {.run = relu_bwd_fast},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_relu_bwd),
 };

@@ -5,6 +5,7 @@
  * keeps the graph valid for any. The bytes do not move, so the op may run in
  * place (then it copies nothing); the gradient is reshape_like. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -86,4 +87,5 @@ const prt_op_schema prt_op_reshape = {
     .fast = {.run = reshape_fast},
     .grad = reshape_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_reshape),
 };

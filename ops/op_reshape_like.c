@@ -2,6 +2,7 @@
  * bytes do not move, so it runs in place on x (and then copies nothing);
  * `like` is read for its shape only. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -39,4 +40,5 @@ const prt_op_schema prt_op_reshape_like = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << IN_LIKE,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_reshape_like),
 };

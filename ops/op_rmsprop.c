@@ -3,6 +3,7 @@
  *     d = g + wd p;   ms = rho ms + (1-rho) d^2;   mom = mu mom + lr d / sqrt(ms + eps);   p -= mom
  * Inputs: k params, k gradients, k mean squares, k momentum buffers. */
 #include "ops/optim_impl.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <math.h>
 
@@ -52,4 +53,5 @@ const prt_op_schema prt_op_rmsprop = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_rmsprop_prepare, .run = prt_cuda_rmsprop, .release = prt_cuda_optim_release),
 };

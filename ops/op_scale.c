@@ -1,5 +1,6 @@
 /* scale: y = by * x with a constant `by` (PolyNet's residual scaling). In place. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 enum { A_BY };
 
@@ -58,4 +59,5 @@ const prt_op_schema prt_op_scale = {
     .fast = {.run = scale_fast},
     .grad = scale_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_scale),
 };

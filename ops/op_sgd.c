@@ -5,6 +5,7 @@
  *     d = g + wd p;   b = mu b + d;   p -= lr (nesterov ? d + mu b : b)
  * With momentum 0 the buffers are left untouched and p -= lr d. */
 #include "ops/optim_impl.h"
+#include "ops/cuda/cuda_ops.h"
 
 static void sgd_coef(const prt_solver *s, double lr, double t, prt_optim_coef *k) {
     (void)s, (void)lr, (void)t, (void)k;
@@ -63,4 +64,5 @@ const prt_op_schema prt_op_sgd = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_sgd_prepare, .run = prt_cuda_sgd, .release = prt_cuda_optim_release),
 };

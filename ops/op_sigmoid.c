@@ -1,6 +1,7 @@
 /* sigmoid: y = 1 / (1 + exp(-x)), and its gradient sigmoid_bwd, which reads
  * the forward output (dx = dy * y * (1 - y)) so the forward may run in place. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <math.h>
 
@@ -56,6 +57,7 @@ const prt_op_schema prt_op_sigmoid = {
     .fast = {.run = sigmoid_fast},
     .grad = sigmoid_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_sigmoid),
 };
 
 /* ---- sigmoid_bwd(dy, y) ---------------------------------------------------- */
@@ -112,4 +114,5 @@ const prt_op_schema prt_op_sigmoid_bwd = {
     .fast = {.run = sigmoid_bwd_fast},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_sigmoid_bwd),
 };

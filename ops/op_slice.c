@@ -2,6 +2,7 @@
  * gradient of concat (each input's share of dy). `like` gives the output's
  * shape and is read for nothing else. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <string.h>
 
@@ -106,4 +107,5 @@ const prt_op_schema prt_op_slice = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << IN_LIKE,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_slice),
 };

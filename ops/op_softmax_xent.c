@@ -9,6 +9,7 @@
  * (times dloss when given): the fused gradient, which never forms the
  * softmax Jacobian. Both share one attribute table. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -153,6 +154,7 @@ const prt_op_schema prt_op_softmax_xent = {
     .ref = {.run = xent_ref},
     .fast = {.run = xent_fast},
     .grad = xent_grad,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_softmax_xent),
 };
 
 /* ---- softmax_xent_bwd ---------------------------------------------------- */
@@ -223,4 +225,5 @@ const prt_op_schema prt_op_softmax_xent_bwd = {
     .fast = {.run = xent_bwd_fast},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_softmax_xent_bwd),
 };

@@ -1,6 +1,7 @@
 /* tanh: y = tanh(x), and its gradient tanh_bwd, which reads the forward
  * output (dx = dy * (1 - y * y)) so the forward may run in place. */
 #include "ops/ops_util.h"
+#include "ops/cuda/cuda_ops.h"
 
 #include <math.h>
 
@@ -54,6 +55,7 @@ const prt_op_schema prt_op_tanh = {
     .fast = {.run = tanh_fast},
     .grad = tanh_grad,
     .cheap = true,
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_tanh),
 };
 
 /* ---- tanh_bwd(dy, y) ---------------------------------------------------- */
@@ -110,4 +112,5 @@ const prt_op_schema prt_op_tanh_bwd = {
     .fast = {.run = tanh_bwd_fast},
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_tanh_bwd),
 };

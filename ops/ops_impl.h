@@ -105,6 +105,12 @@ typedef struct prt_kernel_call {
                                     * batch b compute what one rank of batch N*b would */
     int64_t sample_stride;         /* local sample i is sample i * sample_stride + sample_offset of the */
     int64_t sample_offset;         /* combined batch (0 and 0 mean 1 and 0): dropout keys its masks by it */
+    /* The device the call runs on (appended for the CUDA backend). CPU calls see
+     * the context's CPU device and stream NULL; CUDA calls (prt_op_schema.cuda)
+     * get device pointers in their tensors and the compute stream (a
+     * cudaStream_t) to launch on, and must not synchronise it. */
+    struct prt_device *dev;
+    void *stream;
 } prt_kernel_call;
 
 typedef struct prt_kernel {
@@ -171,6 +177,13 @@ typedef struct prt_op_schema {
     /* the version of the op's semantics (0 means 1); a saved program that names a
      * newer version is refused when loaded (frontends/program_file.c) */
     int version;
+    /* ---- devices (appended) ---- */
+    /* the CUDA kernel (ops/cuda/): run == NULL means the op has none, and a
+     * program that uses it cannot run on a GPU (prt_vm_create says which op) */
+    prt_kernel cuda;
+    /* optional: workspace bytes of the CUDA kernel for these shapes (cuDNN's
+     * algorithms need their own); NULL: the `workspace` hook's answer */
+    size_t (*workspace_cuda)(const prt_infer_ctx *ic);
 } prt_op_schema;
 
 /* ---- gradient builders ------------------------------------------------ */

@@ -3,8 +3,8 @@
  * A communicator is a table of functions (like the device backend) behind one
  * handle. Two backends exist: MPI (runtime/comm_mpi.c, for `mpirun -np N`) and
  * local (runtime/comm_local.c, one rank, every collective is a no-op), so the
- * same code path runs with and without MPI. NCCL will be a third behind the
- * same table.
+ * same code path runs with and without MPI. NCCL (runtime/cuda/comm_nccl.c,
+ * declared at the end) is a third behind the same table.
  *
  *     prt_comm_options o = {.struct_size = sizeof o, .timeout_s = 300};
  *     prt_comm *comm;
@@ -136,5 +136,44 @@ prt_status prt_comm_check_same(prt_comm *c, uint64_t hash, const char *what);
 /* Shared by the backends (runtime/comm.c): fills the common fields. */
 prt_status prt_comm_init_common(prt_context *ctx, const prt_comm_options *opts,
                                 const prt_comm_iface *iface, prt_comm *c);
+
+/* ---- the NCCL backend (runtime/cuda/comm_nccl.c) ------------------------
+ *
+ * A communicator whose allreduce and broadcast run NCCL on gpu's communication
+ * stream, ordered after the compute stream's work by events. bootstrap (the MPI
+ * communicator; borrowed, must outlive this one) shares the ncclUniqueId from
+ * rank 0 and carries the host-side calls (barrier, check_same, gather_bytes,
+ * broadcast of host memory); rank, size and local rank are its. gpu is this
+ * rank's device (prt_cuda_device_create(ctx, local_rank, ...)); distinct ranks
+ * need distinct GPUs.
+ *
+ *     PRT_CHECK(prt_comm_create_mpi(ctx, &o, &mpi));
+ *     PRT_CHECK(prt_cuda_device_create(ctx, prt_comm_local_rank(mpi), &gpu));
+ *     PRT_CHECK(prt_comm_create_nccl(ctx, &o, mpi, gpu, &comm));
+ *     ... allreduce_start(comm, device_grads, ...); wait(comm, h); update kernel ...
+ *     PRT_CHECK(prt_comm_nccl_check(comm));    // each step, before reading results on the host
+ *     prt_comm_destroy(comm); prt_comm_destroy(mpi);
+ *
+ * Buffers: allreduce_start takes memory of gpu (anything else fails with
+ * PRT_ERR_INVALID and the communicator stays usable); broadcast takes memory of
+ * gpu (ncclBroadcast, blocks until done) or host memory (the bootstrap's).
+ * wait(h) does not block the host: the compute stream waits for h, so kernels
+ * launched after it see the reduced data.
+ * Failures: set-up, every NCCL call and every operation are bounded by
+ * options.timeout_s; a timeout or NCCL error aborts the NCCL communicator
+ * (ncclCommAbort) and fails with PRT_ERR_BACKEND, e.g. "rank 0: allreduce #3
+ * (gradient bucket 2) of 1024 f32 elements did not complete within 5 s (...)";
+ * the communicator is then broken. Without a CUDA device (gpu NULL or not a
+ * CUDA device), or in a build without CUDA and NCCL: PRT_ERR_UNSUPPORTED.
+ * Caller frees with prt_comm_destroy (before bootstrap and gpu). */
+prt_status prt_comm_create_nccl(prt_context *ctx, const prt_comm_options *opts, prt_comm *bootstrap,
+                                struct prt_device *gpu, prt_comm **out);
+/* Waits, at most options.timeout_s, until every operation started on an NCCL
+ * communicator and the compute stream's work so far completed, surfacing NCCL
+ * errors and hangs as above. The VM calls it once per step before any host
+ * synchronisation of the device (a plain cudaStreamSynchronize behind a hung
+ * collective would never return). Any other backend: PRT_OK at once. Not
+ * while the compute stream is being captured (PRT_ERR_USAGE). */
+prt_status prt_comm_nccl_check(prt_comm *c);
 
 #endif

@@ -10,7 +10,7 @@ cd "$PARROTS_ROOT"
 SECONDS_PER_TARGET="${1:-60}"
 PARROTS_PACKAGES+=(clang libclang-rt-14-dev)
 parrots_install_packages
-CC=clang parrots_build build-fuzz -DPARROTS_FUZZ=ON -DPARROTS_TESTS=OFF
+CC=clang parrots_build build-fuzz -DPARROTS_FUZZ=ON -DPARROTS_TESTS=OFF -DPARROTS_CUDA=OFF
 mkdir -p build-fuzz/artifacts
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export LSAN_OPTIONS="suppressions=$PARROTS_ROOT/tests/lsan.supp:print_suppressions=0"

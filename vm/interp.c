@@ -6,6 +6,7 @@
 
 #include "memory/memory_api.h"
 #include "runtime/comm_api.h"
+#include "runtime/cuda_api.h"
 #include "runtime/trace.h"
 
 #include <math.h>
@@ -77,7 +78,7 @@ prt_status prt_vm_allreduce_wait(prt_vm *vm, int pc, int bucket) {
  * with a trace, every instruction's span is recorded. */
 static prt_status vm_exec_slow(prt_vm *vm) {
     const prt_program *p = vm->p;
-    const prt_mem_plan *plan = p->plan;
+    const prt_mem_plan *plan = vm->plan;
     bool poison = vm->poison_list != NULL;
     if (poison)
         for (int b = 0; b < plan->n_bufs; b++) {
@@ -129,17 +130,37 @@ static prt_status drain(prt_vm *vm, prt_status st) {
 
 static bool slow_path(const prt_vm *vm) { return vm->poison_list || (vm->trace && vm->straight); }
 
+/* CUDA: inputs to the device before a run, outputs back after it. */
+static prt_status move_io(prt_vm *vm, bool in) {
+    if (!vm->cuda) return PRT_OK;
+    const prt_program *p = vm->p;
+    prt_device *dev = vm->dev;
+    int n = in ? p->n_inputs : p->n_outputs;
+    for (int i = 0; i < n; i++) {
+        prt_tensor *h = in ? &vm->host_in[i] : &vm->host_out[i];
+        prt_tensor *d = &vm->regs[in ? p->inputs[i] : p->outputs[i]];
+        size_t bytes = h->buf ? h->buf->size : 0;
+        PRT_CHECK(in ? dev->iface->copy(dev, d->data, h->data, bytes, PRT_COPY_HOST_TO_DEVICE, NULL)
+                     : dev->iface->copy(dev, h->data, d->data, bytes, PRT_COPY_DEVICE_TO_HOST, NULL));
+    }
+    return in ? PRT_OK : dev->iface->sync(dev);
+}
+
 prt_status prt_vm_run(prt_vm *vm) {
     double t0 = vm->trace ? prt_now() : 0;
-    prt_status st = slow_path(vm) ? vm_exec_slow(vm) : vm_exec_goto(vm);
+    prt_status st = move_io(vm, true);
+    if (st == PRT_OK) st = slow_path(vm) ? vm_exec_slow(vm) : vm_exec_goto(vm);
     st = drain(vm, st);
+    if (st == PRT_OK) st = move_io(vm, false);
     if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_step, "step", NULL, t0, prt_now(), -1);
     vm->step++;
     return st;
 }
 
 prt_status prt_vm_run_switch(prt_vm *vm) {
-    prt_status st = drain(vm, slow_path(vm) ? vm_exec_slow(vm) : vm_exec_switch(vm));
+    prt_status st = move_io(vm, true);
+    if (st == PRT_OK) st = drain(vm, slow_path(vm) ? vm_exec_slow(vm) : vm_exec_switch(vm));
+    if (st == PRT_OK) st = move_io(vm, false);
     vm->step++;
     return st;
 }
@@ -151,7 +172,7 @@ prt_status prt_vm_broadcast_state(prt_vm *vm, int root) {
     if (!c || prt_comm_size(c) == 1) return PRT_OK;
     const prt_program *p = vm->p;
     if (vm->persistent) {
-        prt_status st = prt_comm_broadcast(c, vm->persistent, p->plan->persistent_bytes, root);
+        prt_status st = prt_comm_broadcast(c, vm->persistent, vm->plan->persistent_bytes, root);
         if (st != PRT_OK)
             return prt_error_prefix(vm->ctx, st, "program '%s': sending rank %d's parameters to every rank", p->name,
                                     root);
@@ -202,7 +223,7 @@ static prt_status init_param(prt_vm *vm, int r) {
 static prt_status alloc_planned(prt_vm *vm) {
     prt_context *ctx = vm->ctx;
     const prt_program *p = vm->p;
-    const prt_mem_plan *plan = p->plan;
+    const prt_mem_plan *plan = vm->plan;
     prt_device *dev = vm->dev;
     size_t sizes[2] = {plan->persistent_bytes, plan->arena_bytes};
     void **blocks[2] = {&vm->persistent, &vm->arena};
@@ -251,7 +272,7 @@ static prt_status alloc_planned(prt_vm *vm) {
 static prt_status alloc_registers(prt_vm *vm) {
     prt_context *ctx = vm->ctx;
     const prt_program *p = vm->p;
-    if (p->plan && !vm->opts.unplanned) return alloc_planned(vm);
+    if (vm->plan && !vm->opts.unplanned) return alloc_planned(vm);
     for (int r = 0; r < p->n_regs; r++) {
         const prt_reg *g = &p->regs[r];
         if (g->kind == PRT_REG_COUNTER) continue;
@@ -286,7 +307,10 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     const prt_call_desc *d = &p->k[k].call;
     const prt_op_schema *s = prt_op_get(ctx->ops, p->ops[d->op].id);
     prt_vm_call *c = &vm->calls[k];
-    c->kernel = prt_op_kernel(s, vm->opts.reference);
+    c->kernel = vm->cuda ? &s->cuda : prt_op_kernel(s, vm->opts.reference);
+    if (!c->kernel->run)
+        return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': call '%s': op '%s' has no CUDA kernel, so the program "
+                         "cannot run on a GPU", p->name, d->node, s->name);
     c->run = c->kernel->run;
     c->node = d->node;
     c->op = s->name;
@@ -302,6 +326,8 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     c->kc.n_out = d->n_out;
     c->kc.out = c->out;
     c->kc.training = vm->opts.training;
+    c->kc.dev = vm->dev;
+    c->kc.stream = vm->stream;
     if (vm->opts.comm && prt_comm_size(vm->opts.comm) > 1) {
         c->kc.comm = vm->opts.comm;
         c->kc.sync_bn = vm->opts.sync_bn;
@@ -309,7 +335,7 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
         c->kc.sample_offset = prt_comm_rank(vm->opts.comm);
     }
     c->kc.rng_key = prt_hash_str(d->node, ctx->seed);
-    PRT_CHECK(prt_vm_call_workspace(ctx, p, k, &c->kc.workspace_size));
+    PRT_CHECK(prt_vm_call_workspace_on(ctx, p, k, vm->cuda, &c->kc.workspace_size));
     if (c->kc.workspace_size > *workspace) *workspace = c->kc.workspace_size;
     return PRT_OK;
 }
@@ -326,7 +352,7 @@ static prt_status prepare_calls(prt_vm *vm) {
         if (PRT_VM_RAW_OP(p->code[pc]) == PRT_OP_RECOMPUTE) vm->calls[PRT_VM_RAW_X(p->code[pc])].kc.recompute = true;
     /* Planned: each call's workspace has its place in the arena. Unplanned: calls
      * run one at a time, so one buffer the size of the largest need serves all. */
-    bool planned = p->plan && !vm->opts.unplanned;
+    bool planned = vm->plan && !vm->opts.unplanned;
     if (workspace > 0 && !planned) {
         PRT_CHECK(vm->dev->iface->alloc(vm->dev, workspace, &vm->workspace));
         vm->workspace_size = workspace;
@@ -335,7 +361,7 @@ static prt_status prepare_calls(prt_vm *vm) {
         if (p->k[k].kind != PRT_CONST_CALL) continue;
         prt_vm_call *c = &vm->calls[k];
         if (c->kc.workspace_size > 0)
-            c->kc.workspace = planned ? (char *)vm->arena + p->plan->ws_offset[k] : vm->workspace;
+            c->kc.workspace = planned ? (char *)vm->arena + vm->plan->ws_offset[k] : vm->workspace;
         if (!c->kernel->prepare) continue;
         prt_status st = c->kernel->prepare(&c->kc, &c->kc.state);
         if (st != PRT_OK)
@@ -364,17 +390,17 @@ static prt_status setup_buckets(prt_vm *vm) {
     vm->bucket_spans = prt_calloc(ctx, (size_t)n_spans + 1, sizeof *vm->bucket_spans);
     if (!vm->span_start || !vm->bucket_handle || !vm->bucket_spans)
         return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of memory", p->name);
-    bool planned = p->plan && !vm->opts.unplanned;
+    bool planned = vm->plan && !vm->opts.unplanned;
     int s = 0;
     for (int b = 0; b < nb; b++) {
         const prt_bucket *bk = &vm->buckets.b[b];
         vm->span_start[b] = s;
-        int buf = planned && bk->n_regs > 0 ? p->plan->reg_buffer[bk->regs[0]] : -1;
-        bool one = buf >= 0 && p->plan->bufs[buf].bucket >= 0;
-        for (int j = 0; one && j < bk->n_regs; j++) one = p->plan->reg_buffer[bk->regs[j]] == buf;
+        int buf = planned && bk->n_regs > 0 ? vm->plan->reg_buffer[bk->regs[0]] : -1;
+        bool one = buf >= 0 && vm->plan->bufs[buf].bucket >= 0;
+        for (int j = 0; one && j < bk->n_regs; j++) one = vm->plan->reg_buffer[bk->regs[j]] == buf;
         if (one) {
-            vm->bucket_spans[s++] = (prt_vm_span_mem){(float *)((char *)vm->arena + p->plan->bufs[buf].offset),
-                                                      p->plan->bufs[buf].bytes / sizeof(float)};
+            vm->bucket_spans[s++] = (prt_vm_span_mem){(float *)((char *)vm->arena + vm->plan->bufs[buf].offset),
+                                                      vm->plan->bufs[buf].bytes / sizeof(float)};
             continue;
         }
         for (int j = 0; j < bk->n_regs; j++) {
@@ -383,6 +409,38 @@ static prt_status setup_buckets(prt_vm *vm) {
         }
     }
     vm->span_start[nb] = s;
+    return PRT_OK;
+}
+
+/* A CUDA VM: its own plan (the CUDA kernels' workspaces), the compute stream,
+ * and host copies of the inputs and outputs, so that callers fill and read
+ * host memory on every device. */
+static prt_status setup_device(prt_vm *vm) {
+    prt_context *ctx = vm->ctx;
+    const prt_program *p = vm->p;
+    vm->plan = p->plan;
+    vm->cuda = prt_device_is_cuda(vm->dev);
+    if (!vm->cuda) return PRT_OK;
+    if (vm->opts.poison)
+        return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': the poisoned debug run is CPU-only", p->name);
+    vm->stream = prt_cuda_stream(vm->dev, PRT_CUDA_COMPUTE);
+    if (p->plan) {
+        prt_mem_plan_options o = {.cuda_workspaces = true};
+        PRT_CHECK(prt_mem_plan_build_opts(ctx, p, &o, &vm->own_plan));
+        vm->plan = vm->own_plan;
+    }
+    vm->host_in = prt_calloc(ctx, (size_t)p->n_inputs + 1, sizeof *vm->host_in);
+    vm->host_out = prt_calloc(ctx, (size_t)p->n_outputs + 1, sizeof *vm->host_out);
+    if (!vm->host_in || !vm->host_out) return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of memory", p->name);
+    for (int i = 0; i < p->n_inputs; i++) {
+        const prt_reg *g = &p->regs[p->inputs[i]];
+        PRT_CHECK(prt_tensor_alloc(ctx, prt_cpu_device(ctx), g->dtype, &g->shape, &vm->host_in[i]));
+        memset(vm->host_in[i].data, 0, vm->host_in[i].buf ? vm->host_in[i].buf->size : 0);
+    }
+    for (int i = 0; i < p->n_outputs; i++) {
+        const prt_reg *g = &p->regs[p->outputs[i]];
+        PRT_CHECK(prt_tensor_alloc(ctx, prt_cpu_device(ctx), g->dtype, &g->shape, &vm->host_out[i]));
+    }
     return PRT_OK;
 }
 
@@ -406,6 +464,7 @@ prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev
         goto fail;
     }
     PRT_CHECK_GOTO(prt_strtab_create(ctx, &vm->names), st, fail);
+    PRT_CHECK_GOTO(setup_device(vm), st, fail);
     PRT_CHECK_GOTO(alloc_registers(vm), st, fail);
     PRT_CHECK_GOTO(prepare_calls(vm), st, fail);
     PRT_CHECK_GOTO(setup_buckets(vm), st, fail);
@@ -434,6 +493,11 @@ void prt_vm_destroy(prt_vm *vm) {
     if (vm->persistent) vm->dev->iface->free(vm->dev, vm->persistent);
     if (vm->arena) vm->dev->iface->free(vm->dev, vm->arena);
     prt_bucket_table_free(ctx, &vm->buckets);
+    for (int i = 0; vm->host_in && i < p->n_inputs; i++) prt_tensor_release(ctx, &vm->host_in[i]);
+    for (int i = 0; vm->host_out && i < p->n_outputs; i++) prt_tensor_release(ctx, &vm->host_out[i]);
+    prt_free(ctx, vm->host_in, 0);
+    prt_free(ctx, vm->host_out, 0);
+    prt_mem_plan_destroy(ctx, vm->own_plan);
     prt_free(ctx, vm->span_start, 0);
     prt_free(ctx, vm->bucket_handle, 0);
     prt_free(ctx, vm->bucket_spans, 0);
@@ -454,16 +518,22 @@ int prt_vm_n_outputs(const prt_vm *vm) { return vm->p->n_outputs; }
 
 prt_tensor *prt_vm_input(prt_vm *vm, int i) {
     if (i < 0 || i >= vm->p->n_inputs) return NULL;
-    return &vm->regs[vm->p->inputs[i]];
+    return vm->cuda ? &vm->host_in[i] : &vm->regs[vm->p->inputs[i]];
 }
 
 const prt_tensor *prt_vm_output(const prt_vm *vm, int i) {
     if (i < 0 || i >= vm->p->n_outputs) return NULL;
-    return &vm->regs[vm->p->outputs[i]];
+    return vm->cuda ? &vm->host_out[i] : &vm->regs[vm->p->outputs[i]];
 }
 
 prt_tensor *prt_vm_find(prt_vm *vm, const char *name) {
     int r;
     if (!prt_strtab_get(vm->names, name, &r)) return NULL;
+    if (vm->cuda) { /* inputs and outputs: their host copies */
+        for (int i = 0; i < vm->p->n_inputs; i++)
+            if (vm->p->inputs[i] == r) return &vm->host_in[i];
+        for (int i = 0; i < vm->p->n_outputs; i++)
+            if (vm->p->outputs[i] == r) return &vm->host_out[i];
+    }
     return &vm->regs[r];
 }

@@ -250,17 +250,22 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
 }
 
 prt_status prt_vm_call_workspace(prt_context *ctx, const prt_program *p, int k, size_t *bytes) {
+    return prt_vm_call_workspace_on(ctx, p, k, false, bytes);
+}
+
+prt_status prt_vm_call_workspace_on(prt_context *ctx, const prt_program *p, int k, bool cuda, size_t *bytes) {
     const prt_call_desc *d = &p->k[k].call;
     const prt_op_schema *s = prt_op_get(ctx->ops, p->ops[d->op].id);
     *bytes = 0;
-    if (!s || !s->workspace) return PRT_OK;
+    size_t (*query)(const prt_infer_ctx *) = s ? (cuda && s->workspace_cuda ? s->workspace_cuda : s->workspace) : NULL;
+    if (!query) return PRT_OK;
     prt_infer_scratch sc;
     prt_infer_ctx ic;
     prt_shape *wide = NULL;
     if (d->n_data_in > PRT_VARIADIC && !(wide = prt_calloc(ctx, (size_t)d->n_data_in, sizeof *wide)))
         return prt_error(ctx, PRT_ERR_NOMEM, "call '%s': out of memory", d->node);
     prt_status st = prt_vm_call_infer(ctx, p, d, s, &sc, wide, &ic);
-    if (st == PRT_OK) *bytes = s->workspace(&ic);
+    if (st == PRT_OK) *bytes = query(&ic);
     prt_free(ctx, wide, 0);
     return st;
 }

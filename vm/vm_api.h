@@ -72,7 +72,10 @@ int prt_vm_n_outputs(const prt_vm *vm);
 /* Borrowed until prt_vm_destroy. */
 prt_tensor *prt_vm_input(prt_vm *vm, int i);
 const prt_tensor *prt_vm_output(const prt_vm *vm, int i);
-/* Tensor of a named value (params included), or NULL. With a memory plan only
+/* On a CUDA device (runtime/cuda_api.h) inputs and outputs are host copies the
+ * VM moves at each run, so callers fill and read them as on the CPU; every other
+ * tensor (parameters included) is device memory.
+ * Tensor of a named value (params included), or NULL. With a memory plan only
  * inputs, outputs, parameters, state and parameter gradients keep their values
  * after a run: other registers share arena memory (prt_vm_options.unplanned
  * keeps every register to itself, for tests that inspect intermediates). */

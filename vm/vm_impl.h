@@ -278,6 +278,8 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
 /* The workspace bytes the call of constant k needs (its op's workspace query
  * over the register shapes; 0 when the op has none). */
 prt_status prt_vm_call_workspace(prt_context *ctx, const prt_program *p, int k, size_t *bytes);
+/* The same for a device: cuda uses the op's workspace_cuda query when it has one. */
+prt_status prt_vm_call_workspace_on(prt_context *ctx, const prt_program *p, int k, bool cuda, size_t *bytes);
 
 /* ---- gradient buckets (vm/buckets.c) ------------------------------------
  *
@@ -361,6 +363,11 @@ struct prt_vm {
     int *span_start;
     uint64_t *bucket_handle; /* per bucket: the comm handle of its last started piece, 0 none */
     struct prt_trace *trace; /* prt_vm_set_trace; NULL: not recording */
+    const struct prt_mem_plan *plan; /* the plan the VM runs from: p->plan, or own_plan */
+    struct prt_mem_plan *own_plan;   /* a CUDA VM's plan (cuDNN's workspaces differ from the CPU's) */
+    bool cuda;               /* dev is a CUDA device: kernels from schema->cuda */
+    void *stream;            /* CUDA: the compute stream */
+    prt_tensor *host_in, *host_out; /* CUDA: host copies of the inputs and outputs, moved at each run */
     bool straight;           /* no jumps or loops: the slow (traced) loop can run it */
 };
 

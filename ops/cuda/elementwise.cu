@@ -1,0 +1,276 @@
+/* CUDA kernels of the element-wise ops: relu, sigmoid, tanh and their
+ * backward ops, scale, add, mul/sub/div on equal shapes, reduce_to, dropout and
+ * dropout_bwd. Same expressions as the CPU kernels (ops/op_*.c), one element
+ * per thread in a grid-stride loop; every element is read before it is written
+ * at the same index, so the outputs may alias inputs as the planner allows. */
+#include "ops/cuda/cuda_kern.cuh"
+
+#include <string.h>
+
+/* ---- one-input and two-input maps ----------------------------------------- */
+
+template <class F> __global__ void unary_k(const float *x, float *y, int64_t n, F f) {
+    PRT_CUK_FOR(i, n) y[i] = f(x[i]);
+}
+
+template <class F> __global__ void binary_k(const float *a, const float *b, float *y, int64_t n, F f) {
+    PRT_CUK_FOR(i, n) y[i] = f(a[i], b[i]);
+}
+
+struct relu_f {
+    __device__ float operator()(float x) const { return x < 0 ? 0.0f : x; } /* NaN passes */
+};
+struct sigmoid_f {
+    __device__ float operator()(float x) const { return 1.0f / (1.0f + expf(-x)); }
+};
+struct tanh_f {
+    __device__ float operator()(float x) const { return tanhf(x); }
+};
+struct scale_f {
+    float by;
+    __device__ float operator()(float x) const { return by * x; }
+};
+struct relu_bwd_f {
+    __device__ float operator()(float dy, float y) const { return y > 0 ? dy : 0.0f; }
+};
+struct sigmoid_bwd_f {
+    __device__ float operator()(float dy, float y) const { return dy * (y * (1.0f - y)); }
+};
+struct tanh_bwd_f {
+    __device__ float operator()(float dy, float y) const { return dy * (1.0f - y * y); }
+};
+struct mul_f {
+    __device__ float operator()(float a, float b) const { return a * b; }
+};
+struct sub_f {
+    __device__ float operator()(float a, float b) const { return a - b; }
+};
+struct div_f {
+    __device__ float operator()(float a, float b) const { return a / b; }
+};
+
+template <class F> static prt_status run_unary(const prt_kernel_call *c, const char *op, F f) {
+    PRT_CHECK(prt_cuk_check_f32(c, op, 1, 1, 1));
+    PRT_CHECK(prt_cuk_check_same_count(c, op, 1));
+    int64_t n = prt_shape_count(&c->out[0]->shape);
+    if (n == 0) return PRT_OK;
+    unary_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(PRT_F32P(c->in[0]), PRT_F32P(c->out[0]), n,
+                                                                           f);
+    PRT_CUK_LAUNCHED(c->ctx, op, "unary_k");
+    return PRT_OK;
+}
+
+/* Two inputs of the output's shape (no broadcasting on the GPU). */
+template <class F> static prt_status run_binary(const prt_kernel_call *c, const char *op, F f) {
+    PRT_CHECK(prt_cuk_check_f32(c, op, 2, 2, 1));
+    for (int k = 0; k < 2; k++) {
+        if (prt_shape_eq(&c->in[k]->shape, &c->out[0]->shape)) continue;
+        char a[160], b[160], y[160];
+        prt_shape_str(&c->in[0]->shape, a, sizeof a);
+        prt_shape_str(&c->in[1]->shape, b, sizeof b);
+        prt_shape_str(&c->out[0]->shape, y, sizeof y);
+        return prt_error(c->ctx, PRT_ERR_UNSUPPORTED,
+                         "%s CUDA kernel: inputs %s and %s (output %s): broadcasting is not supported on the GPU, "
+                         "only inputs of equal shapes", op, a, b, y);
+    }
+    int64_t n = prt_shape_count(&c->out[0]->shape);
+    if (n == 0) return PRT_OK;
+    binary_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(PRT_F32P(c->in[0]), PRT_F32P(c->in[1]),
+                                                                            PRT_F32P(c->out[0]), n, f);
+    PRT_CUK_LAUNCHED(c->ctx, op, "binary_k");
+    return PRT_OK;
+}
+
+extern "C" prt_status prt_cuda_relu(const prt_kernel_call *c) { return run_unary(c, "relu", relu_f()); }
+extern "C" prt_status prt_cuda_sigmoid(const prt_kernel_call *c) { return run_unary(c, "sigmoid", sigmoid_f()); }
+extern "C" prt_status prt_cuda_tanh(const prt_kernel_call *c) { return run_unary(c, "tanh", tanh_f()); }
+extern "C" prt_status prt_cuda_scale(const prt_kernel_call *c) {
+    if (c->attrs[0].type != PRT_ATTR_FLOAT)
+        return prt_error(c->ctx, PRT_ERR_INTERNAL, "scale CUDA kernel: attribute `by` is not a number");
+    return run_unary(c, "scale", scale_f{(float)prt_attr_float(&c->attrs[0])});
+}
+extern "C" prt_status prt_cuda_relu_bwd(const prt_kernel_call *c) { return run_binary(c, "relu_bwd", relu_bwd_f()); }
+extern "C" prt_status prt_cuda_sigmoid_bwd(const prt_kernel_call *c) {
+    return run_binary(c, "sigmoid_bwd", sigmoid_bwd_f());
+}
+extern "C" prt_status prt_cuda_tanh_bwd(const prt_kernel_call *c) { return run_binary(c, "tanh_bwd", tanh_bwd_f()); }
+extern "C" prt_status prt_cuda_mul(const prt_kernel_call *c) { return run_binary(c, "mul", mul_f()); }
+extern "C" prt_status prt_cuda_sub(const prt_kernel_call *c) { return run_binary(c, "sub", sub_f()); }
+extern "C" prt_status prt_cuda_div(const prt_kernel_call *c) { return run_binary(c, "div", div_f()); }
+
+/* ---- add: two or more inputs ------------------------------------------------- */
+
+/* The input pointers travel by value in the launch (64 * 8 bytes, well under
+ * the 4 KiB parameter limit): no table to upload, nothing to free. */
+struct add_inputs {
+    const float *x[PRT_VARIADIC];
+    int n;
+};
+
+__global__ void add_k(add_inputs in, float *y, int64_t n) {
+    PRT_CUK_FOR(i, n) {
+        float s = in.x[0][i];
+        for (int k = 1; k < in.n; k++) s += in.x[k][i]; /* left to right, as the CPU */
+        y[i] = s;
+    }
+}
+
+extern "C" prt_status prt_cuda_add(const prt_kernel_call *c) {
+    PRT_CHECK(prt_cuk_check_f32(c, "add", 2, PRT_VARIADIC, 1));
+    PRT_CHECK(prt_cuk_check_same_count(c, "add", c->n_in));
+    int64_t n = prt_shape_count(&c->out[0]->shape);
+    if (n == 0) return PRT_OK;
+    add_inputs in;
+    memset(&in, 0, sizeof in);
+    in.n = c->n_in;
+    for (int k = 0; k < c->n_in; k++) in.x[k] = PRT_F32P(c->in[k]);
+    add_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(in, PRT_F32P(c->out[0]), n);
+    PRT_CUK_LAUNCHED(c->ctx, "add", "add_k");
+    return PRT_OK;
+}
+
+/* ---- reduce_to: x summed down to like's shape ------------------------------ */
+
+/* x's dims split into kept ones (the output's, in order) and summed ones, each
+ * list merged where contiguous: the geometry of ops/op_binary.c's rt_init. */
+struct rt_geom {
+    int nk, nr;
+    int64_t kd[PRT_MAX_DIMS], ks[PRT_MAX_DIMS];
+    int64_t rd[PRT_MAX_DIMS], rs[PRT_MAX_DIMS];
+    int64_t n_out, n_sum;
+};
+
+static void rt_push(int *n, int64_t *d, int64_t *s, int64_t size, int64_t stride) {
+    if (*n > 0 && s[*n - 1] == stride * size) {
+        d[*n - 1] *= size;
+        s[*n - 1] = stride;
+        return;
+    }
+    d[*n] = size;
+    s[*n] = stride;
+    (*n)++;
+}
+
+static void rt_init(rt_geom *g, const prt_shape *x, const prt_shape *l) {
+    memset(g, 0, sizeof *g);
+    int64_t xs[PRT_MAX_DIMS], s = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        xs[i] = s;
+        s *= x->d[i];
+    }
+    g->n_out = g->n_sum = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (x->d[i] == 1) continue;
+        int k = i - (x->ndim - l->ndim);
+        if (k >= 0 && l->d[k] == x->d[i]) {
+            rt_push(&g->nk, g->kd, g->ks, x->d[i], xs[i]);
+            g->n_out *= x->d[i];
+        } else {
+            rt_push(&g->nr, g->rd, g->rs, x->d[i], xs[i]);
+            g->n_sum *= x->d[i];
+        }
+    }
+}
+
+/* One thread per output element, summing in double in x's order: the same
+ * bits as the CPU kernels. Not in place unless nothing is summed (a summed
+ * output would overwrite elements other threads still read). */
+__global__ void reduce_to_k(rt_geom g, const float *x, float *y) {
+    PRT_CUK_FOR(o, g.n_out) {
+        int64_t base = 0, r = o;
+        for (int i = g.nk - 1; i >= 0; i--) {
+            base += (r % g.kd[i]) * g.ks[i];
+            r /= g.kd[i];
+        }
+        double sum = 0;
+        if (g.nr == 0) {
+            sum = x[base];
+        } else if (g.n_sum > 0) {
+            int64_t inner = g.rd[g.nr - 1], is = g.rs[g.nr - 1], outer = g.n_sum / inner;
+            for (int64_t q = 0; q < outer; q++) {
+                int64_t off = base, t = q;
+                for (int i = g.nr - 2; i >= 0; i--) {
+                    off += (t % g.rd[i]) * g.rs[i];
+                    t /= g.rd[i];
+                }
+                for (int64_t j = 0; j < inner; j++) sum += x[off + j * is];
+            }
+        }
+        y[o] = (float)sum;
+    }
+}
+
+extern "C" prt_status prt_cuda_reduce_to(const prt_kernel_call *c) {
+    PRT_CHECK(prt_cuk_check_f32(c, "reduce_to", 2, 2, 1));
+    const prt_shape *xs = &c->in[0]->shape, *ys = &c->out[0]->shape;
+    rt_geom g;
+    rt_init(&g, xs, ys);
+    if (g.n_out != prt_shape_count(ys)) {
+        char a[160], b[160];
+        prt_shape_str(xs, a, sizeof a);
+        prt_shape_str(ys, b, sizeof b);
+        return prt_error(c->ctx, PRT_ERR_SHAPE, "reduce_to CUDA kernel: cannot sum %s down to %s", a, b);
+    }
+    const float *x = PRT_F32P(c->in[0]);
+    float *y = PRT_F32P(c->out[0]);
+    if (g.n_out == 0) return PRT_OK;
+    if (g.nr == 0) { /* nothing summed: a copy, or nothing at all in place */
+        if (x != y)
+            PRT_CUK_CHECK(c->ctx, "reduce_to",
+                          cudaMemcpyAsync(y, x, (size_t)g.n_out * sizeof(float), cudaMemcpyDeviceToDevice,
+                                          prt_cuk_stream(c)));
+        return PRT_OK;
+    }
+    if (x == y)
+        return prt_error(c->ctx, PRT_ERR_INTERNAL, "reduce_to CUDA kernel: a summing reduction cannot run in place");
+    reduce_to_k<<<prt_cuk_blocks(g.n_out), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(g, x, y);
+    PRT_CUK_LAUNCHED(c->ctx, "reduce_to", "reduce_to_k");
+    return PRT_OK;
+}
+
+/* ---- dropout --------------------------------------------------------------- */
+
+__global__ void dropout_k(const float *x, float *y, int64_t n, uint64_t key, prt_cuda_ctr k, float p,
+                          float keep_scale) {
+    PRT_CUK_FOR(i, n) y[i] = x[i] * prt_cuda_dropout_mult(key, &k, i, p, keep_scale);
+}
+
+/* p already 0 outside training (the identity then: a copy unless in place). */
+static prt_status dropout_launch(const prt_kernel_call *c, const char *op, uint64_t key, float p) {
+    const float *x = PRT_F32P(c->in[0]);
+    float *y = PRT_F32P(c->out[0]);
+    int64_t n = prt_shape_count(&c->in[0]->shape);
+    if (n == 0) return PRT_OK;
+    if (p == 0.0f) {
+        if (x != y)
+            PRT_CUK_CHECK(c->ctx, op,
+                          cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
+                                          prt_cuk_stream(c)));
+        return PRT_OK;
+    }
+    /* the counters of ops/ops_util.h, computed on the host as the CPU kernels do */
+    prt_dropout_ctr hk = prt_dropout_counters(c, n);
+    prt_cuda_ctr k = {hk.base, hk.per, hk.stride, hk.offset};
+    /* p = 1 drops everything; the scale is then never used */
+    float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    dropout_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(x, y, n, key, k, p, keep_scale);
+    PRT_CUK_LAUNCHED(c->ctx, op, "dropout_k");
+    return PRT_OK;
+}
+
+extern "C" prt_status prt_cuda_dropout(const prt_kernel_call *c) {
+    PRT_CHECK(prt_cuk_check_f32(c, "dropout", 1, 1, 1));
+    PRT_CHECK(prt_cuk_check_same_count(c, "dropout", 1));
+    float p = (float)prt_attr_float(&c->attrs[0]);
+    return dropout_launch(c, "dropout", c->rng_key, c->training ? p : 0.0f);
+}
+
+/* The forward's key rebuilt from its node name (`of`), as ops/op_dropout_bwd.c. */
+extern "C" prt_status prt_cuda_dropout_bwd(const prt_kernel_call *c) {
+    PRT_CHECK(prt_cuk_check_f32(c, "dropout_bwd", 1, 1, 1));
+    PRT_CHECK(prt_cuk_check_same_count(c, "dropout_bwd", 1));
+    const char *of = c->attrs[1].s;
+    if (!of) return prt_error(c->ctx, PRT_ERR_INVALID, "dropout_bwd CUDA kernel: attribute `of` is not set");
+    float p = (float)prt_attr_float(&c->attrs[0]);
+    return dropout_launch(c, "dropout_bwd", prt_hash_str(of, c->ctx->seed), c->training ? p : 0.0f);
+}

@@ -1,0 +1,49 @@
+/* runtime/cuda_api.h in a build without CUDA (PARROTS_CUDA=OFF): no devices,
+ * and opening one says why. */
+#include "runtime/cuda_api.h"
+
+#if PARROTS_HAVE_CUDA
+#error "cuda_stub.c is only for builds without CUDA (CMakeLists.txt picks it)"
+#endif
+
+int prt_cuda_device_count(void) { return 0; }
+
+prt_status prt_cuda_device_create(prt_context *ctx, int index, prt_device **out) {
+    *out = NULL;
+    return prt_error(ctx, PRT_ERR_UNSUPPORTED,
+                     "CUDA device %d: this build of Parrots has no CUDA support "
+                     "(configured with PARROTS_CUDA=OFF; see docs/gpu.md)",
+                     index);
+}
+
+void prt_cuda_device_destroy(prt_device *dev) { (void)dev; }
+
+bool prt_device_is_cuda(const prt_device *dev) {
+    (void)dev;
+    return false;
+}
+
+void *prt_cuda_stream(prt_device *dev, prt_cuda_stream_kind which) {
+    (void)dev, (void)which;
+    return NULL;
+}
+
+void *prt_cuda_cublas(prt_device *dev) {
+    (void)dev;
+    return NULL;
+}
+
+void *prt_cuda_cudnn(prt_device *dev) {
+    (void)dev;
+    return NULL;
+}
+
+const char *prt_cuda_device_describe(prt_device *dev, char *buf, size_t cap) {
+    snprintf(buf, cap, "CUDA device %d (no CUDA support in this build)", dev ? dev->index : -1);
+    return buf;
+}
+
+size_t prt_cuda_peak_bytes(const prt_device *dev) {
+    (void)dev;
+    return 0;
+}

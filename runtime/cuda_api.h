@@ -1,0 +1,47 @@
+/* The CUDA device backend (runtime/cuda/): a prt_device whose memory is GPU
+ * memory, with a compute stream and a communication stream.
+ *
+ *     prt_device *gpu;
+ *     PRT_CHECK(prt_cuda_device_create(ctx, local_rank, &gpu));   // PRT_ERR_UNSUPPORTED without a GPU
+ *     ... prt_vm_create(ctx, program, gpu, &opts, &vm) ...
+ *     prt_cuda_device_destroy(gpu);
+ *
+ * In a build without CUDA every function fails with PRT_ERR_UNSUPPORTED and a
+ * message saying so; prt_cuda_device_count() is then 0.
+ */
+#ifndef PARROTS_CUDA_API_H
+#define PARROTS_CUDA_API_H
+
+#include "runtime/runtime_impl.h"
+
+/* Streams of a CUDA device: kernels run on the compute stream; allreduces of
+ * gradient buckets (NCCL) on the communication stream; events order them. */
+typedef enum prt_cuda_stream_kind { PRT_CUDA_COMPUTE = 0, PRT_CUDA_COMM = 1 } prt_cuda_stream_kind;
+
+/* GPUs visible to this process (0 when there is no driver, no GPU, or no CUDA
+ * in this build; never an error). */
+int prt_cuda_device_count(void);
+
+/* Opens GPU `index` (a rank's local rank): makes it current for the calling
+ * thread, creates its two streams and its cuBLAS and cuDNN handles. No GPU (or
+ * no driver) is PRT_ERR_UNSUPPORTED with a message naming the CUDA error, e.g.
+ * "CUDA device 0: no CUDA-capable device is detected (cudaErrorNoDevice)".
+ * Caller frees with prt_cuda_device_destroy. */
+prt_status prt_cuda_device_create(prt_context *ctx, int index, prt_device **out);
+void prt_cuda_device_destroy(prt_device *dev);
+
+/* True for a device made by prt_cuda_device_create. */
+bool prt_device_is_cuda(const prt_device *dev);
+
+/* The cudaStream_t of one of the device's streams (as void *). */
+void *prt_cuda_stream(prt_device *dev, prt_cuda_stream_kind which);
+/* The device's cublasHandle_t and cudnnHandle_t (as void *), bound to the compute stream. */
+void *prt_cuda_cublas(prt_device *dev);
+void *prt_cuda_cudnn(prt_device *dev);
+
+/* "NVIDIA H200, 139.8 GiB, sm_90" into buf. */
+const char *prt_cuda_device_describe(prt_device *dev, char *buf, size_t cap);
+/* Peak bytes allocated through this device so far (the arena: one cudaMalloc). */
+size_t prt_cuda_peak_bytes(const prt_device *dev);
+
+#endif
