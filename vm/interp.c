@@ -151,6 +151,8 @@ prt_status prt_vm_run(prt_vm *vm) {
     prt_status st = move_io(vm, true);
     if (st == PRT_OK) st = slow_path(vm) ? vm_exec_slow(vm) : vm_exec_goto(vm);
     st = drain(vm, st);
+    /* NCCL: a hung or failed collective surfaces here, before anything waits on the device */
+    if (st == PRT_OK && vm->cuda && vm->opts.comm) st = prt_comm_nccl_check(vm->opts.comm);
     if (st == PRT_OK) st = move_io(vm, false);
     if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_step, "step", NULL, t0, prt_now(), -1);
     vm->step++;
@@ -160,6 +162,7 @@ prt_status prt_vm_run(prt_vm *vm) {
 prt_status prt_vm_run_switch(prt_vm *vm) {
     prt_status st = move_io(vm, true);
     if (st == PRT_OK) st = drain(vm, slow_path(vm) ? vm_exec_slow(vm) : vm_exec_switch(vm));
+    if (st == PRT_OK && vm->cuda && vm->opts.comm) st = prt_comm_nccl_check(vm->opts.comm);
     if (st == PRT_OK) st = move_io(vm, false);
     vm->step++;
     return st;
