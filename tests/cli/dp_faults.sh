@@ -19,7 +19,7 @@ MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 TRAIN=("$PARROTS" train "$NET" --epochs 1 --no-augment --quiet)
 trap 'pkill -KILL -f "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
 
-# job NAME LIMIT_S MPIRUN_ARGS...: runs mpirun (stopped after 120 s), output in
+# job NAME LIMIT_S MPIRUN_ARGS...: runs mpirun (stopped after 180 s), output in
 # $TMP/NAME.out; the job must fail, and end within LIMIT_S seconds. (mpirun's
 # own status may be 137 when a rank was killed, so a hang is told by timeout's
 # 124 or the time.)
@@ -27,7 +27,7 @@ job() {
   local name="$1" limit="$2"; shift 2
   local t0 rc=0
   t0=$(date +%s.%N)
-  timeout -k 5 120 "${MPIRUN[@]}" "$@" >"$TMP/$name.out" 2>&1 || rc=$?
+  timeout -k 5 180 "${MPIRUN[@]}" "$@" >"$TMP/$name.out" 2>&1 || rc=$?
   local dt
   dt=$(echo "$(date +%s.%N) - $t0" | bc)
   printf '%s: exit %d after %.1f s\n' "$name" "$rc" "$dt"
@@ -74,7 +74,7 @@ bucket="allreduce #$num \\(gradient bucket $num\\) of $num f32 elements"
 # the step's first gradient allreduce, probe each other for 5 s more, name rank
 # 2, and the first to report takes the job down with MPI_Abort, the stopped rank
 # included.
-job stop 45 -np 3 -x PARROTS_TEST_FAULT=2:3:stop "${TRAIN[@]}" --data synthetic:512 --batch 8 --comm-timeout 5
+job stop 90 -np 3 -x PARROTS_TEST_FAULT=2:3:stop "${TRAIN[@]}" --data synthetic:512 --batch 8 --comm-timeout 5
 for r in 0 1; do
   other=$((1 - r))
   expect_line stop "parrots train: rank $r: program 'fashion-cnn': instruction $num \\(ALLREDUCE_WAIT bucket $num\\): rank $r: $bucket did not complete within 5 s: rank 2 did not respond \\(rank $other did\\); it died, hangs, or skipped this collective"
@@ -83,20 +83,20 @@ expect_line stop "MPI_ABORT was invoked on rank [01] in communicator MPI_COMM_WO
 no_leftovers stop
 
 # ---- a rank dies: mpirun sees it and ends the job --------------------------------
-job kill 45 -np 3 -x PARROTS_TEST_FAULT=1:3:kill "${TRAIN[@]}" --data synthetic:512 --batch 8 --comm-timeout 5
+job kill 90 -np 3 -x PARROTS_TEST_FAULT=1:3:kill "${TRAIN[@]}" --data synthetic:512 --batch 8 --comm-timeout 5
 expect_line kill "mpirun noticed that process rank 1 with PID $num on node .* exited on signal 9 \\(Killed\\)\\."
 no_leftovers kill
 
 # ---- ranks disagree at set-up: all stop together with one message ------------------
 # (MPMD: `mpirun -np 1 A : -np 1 B` runs A as rank 0 and B as rank 1.)
-job data 30 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 : -np 1 "${TRAIN[@]}" --data bad --batch 8
+job data 60 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 : -np 1 "${TRAIN[@]}" --data bad --batch 8
 expect_line data "parrots train: rank 0: stopping: rank 1 failed during set-up \\(its message above\\)"
 expect_line data "parrots train: rank 1: unknown dataset 'bad' \\(known: fashion-mnist, synthetic:N\\)"
 no_leftovers data
 
 # Different training set sizes.
 size_msg="rank 1 has 256 training samples, rank 0 has 512: every rank must read the same training set"
-job size 30 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 --train-limit 512 \
+job size 60 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 --train-limit 512 \
   : -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 --train-limit 256
 expect_line size "parrots train: rank 0: $size_msg"
 expect_line size "parrots train: rank 1: $size_msg"
@@ -104,13 +104,13 @@ no_leftovers size
 
 hash='[0-9a-f]{16}'
 prog_msg="rank 1 has a different compiled program \\(network, solver, batch or bucket layout\\) \\(hash $hash\\) than rank 0 \\(hash $hash\\)"
-job program 30 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 : -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 4
+job program 60 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 : -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 4
 expect_line program "parrots train: rank 0: $prog_msg"
 expect_line program "parrots train: rank 1: $prog_msg"
 no_leftovers program
 
 # the same through the bucket layout alone
-job buckets 30 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 : -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 \
+job buckets 60 -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 : -np 1 "${TRAIN[@]}" --data synthetic:512 --batch 8 \
   --bucket-size 64KiB
 expect_line buckets "parrots train: rank 0: $prog_msg"
 no_leftovers buckets
