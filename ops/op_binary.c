@@ -334,87 +334,22 @@ static prt_status reduce_to_infer(prt_infer_ctx *ic) {
 /* one addition per element of x */
 static int64_t reduce_to_flops(const prt_infer_ctx *ic) { return prt_ops_numel(&ic->in[RT_X]); }
 
-/* The dims of x split into kept ones (the output's, in order) and summed ones,
- * each list merged where contiguous. */
-typedef struct rt_geom {
-    int nk, nr;
-    int64_t kd[PRT_MAX_DIMS], ks[PRT_MAX_DIMS]; /* kept: size, x stride */
-    int64_t rd[PRT_MAX_DIMS], rs[PRT_MAX_DIMS]; /* summed: size, x stride */
-    int64_t n_out, n_sum;
-} rt_geom;
-
-static void rt_push(int *n, int64_t *d, int64_t *s, int64_t size, int64_t stride) {
-    if (*n > 0 && s[*n - 1] == stride * size) {
-        d[*n - 1] *= size;
-        s[*n - 1] = stride;
-        return;
-    }
-    d[*n] = size;
-    s[*n] = stride;
-    (*n)++;
-}
-
-static void rt_init(rt_geom *g, const prt_shape *x, const prt_shape *l) {
-    memset(g, 0, sizeof *g);
-    int64_t xs[PRT_MAX_DIMS], s = 1;
-    for (int i = x->ndim - 1; i >= 0; i--) {
-        xs[i] = s;
-        s *= x->d[i];
-    }
-    g->n_out = g->n_sum = 1;
-    for (int i = 0; i < x->ndim; i++) {
-        if (x->d[i] == 1) continue;
-        int k = i - (x->ndim - l->ndim);
-        bool kept = k >= 0 && l->d[k] == x->d[i];
-        if (kept) {
-            rt_push(&g->nk, g->kd, g->ks, x->d[i], xs[i]);
-            g->n_out *= x->d[i];
-        } else {
-            rt_push(&g->nr, g->rd, g->rs, x->d[i], xs[i]);
-            g->n_sum *= x->d[i];
-        }
-    }
-}
-
 /* Output elements [lo, hi): each the sum, in double and in x's order, of the
  * elements of x it gathers. The same code serves both kernels. */
 typedef struct rt_args {
-    rt_geom g;
+    prt_reduce_geom g;
     const float *x;
     float *y;
 } rt_args;
 
 static void rt_range(void *arg, int64_t lo, int64_t hi) {
     const rt_args *a = arg;
-    const rt_geom *g = &a->g;
-    for (int64_t o = lo; o < hi; o++) {
-        int64_t base = 0, r = o;
-        for (int i = g->nk - 1; i >= 0; i--) {
-            base += (r % g->kd[i]) * g->ks[i];
-            r /= g->kd[i];
-        }
-        double sum = 0;
-        if (g->nr == 0) {
-            sum = a->x[base];
-        } else if (g->n_sum > 0) {
-            int64_t inner = g->rd[g->nr - 1], is = g->rs[g->nr - 1], outer = g->n_sum / inner;
-            for (int64_t q = 0; q < outer; q++) {
-                int64_t off = base, t = q;
-                for (int i = g->nr - 2; i >= 0; i--) {
-                    off += (t % g->rd[i]) * g->rs[i];
-                    t /= g->rd[i];
-                }
-                const float *p = a->x + off;
-                for (int64_t j = 0; j < inner; j++) sum += p[j * is];
-            }
-        }
-        a->y[o] = (float)sum;
-    }
+    for (int64_t o = lo; o < hi; o++) a->y[o] = (float)prt_reduce_geom_sum(&a->g, a->x, o);
 }
 
 static prt_status rt_setup(const prt_kernel_call *c, rt_args *a) {
     PRT_CHECK(prt_kernel_check_f32(c, "reduce_to"));
-    rt_init(&a->g, &c->in[RT_X]->shape, &c->out[0]->shape);
+    prt_reduce_geom_init(&a->g, &c->in[RT_X]->shape, &c->out[0]->shape);
     a->x = PRT_F32P(c->in[RT_X]);
     a->y = PRT_F32P(c->out[0]);
     return PRT_OK;

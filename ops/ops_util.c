@@ -97,3 +97,35 @@ prt_status prt_copy_kernel_fast(const prt_kernel_call *c, int in, const char *wh
     if (a.x != a.y) prt_parallel_range(prt_shape_count(&c->out[0]->shape), PRT_PAR_MIN_ELEMS, copy_range, &a);
     return PRT_OK;
 }
+
+static void reduce_push(int *n, int64_t *d, int64_t *s, int64_t size, int64_t stride) {
+    if (*n > 0 && s[*n - 1] == stride * size) {
+        d[*n - 1] *= size;
+        s[*n - 1] = stride;
+        return;
+    }
+    d[*n] = size;
+    s[*n] = stride;
+    (*n)++;
+}
+
+void prt_reduce_geom_init(prt_reduce_geom *g, const prt_shape *x, const prt_shape *like) {
+    memset(g, 0, sizeof *g);
+    int64_t xs[PRT_MAX_DIMS], s = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        xs[i] = s;
+        s *= x->d[i];
+    }
+    g->n_out = g->n_sum = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (x->d[i] == 1) continue;
+        int k = i - (x->ndim - like->ndim);
+        if (k >= 0 && like->d[k] == x->d[i]) {
+            reduce_push(&g->nk, g->kd, g->ks, x->d[i], xs[i]);
+            g->n_out *= x->d[i];
+        } else {
+            reduce_push(&g->nr, g->rd, g->rs, x->d[i], xs[i]);
+            g->n_sum *= x->d[i];
+        }
+    }
+}

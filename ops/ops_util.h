@@ -147,4 +147,46 @@ static inline uint64_t prt_dropout_counter(const prt_dropout_ctr *k, int64_t i) 
            (uint64_t)(i - j * k->per);
 }
 
+
+/* ---- reduce_to's geometry (ops/op_binary.c and its CUDA kernel) ------------
+ * The dims of x split into kept ones (like's, in order) and summed ones, each
+ * list merged where contiguous. */
+typedef struct prt_reduce_geom {
+    int nk, nr;
+    int64_t kd[PRT_MAX_DIMS], ks[PRT_MAX_DIMS]; /* kept: size, x stride */
+    int64_t rd[PRT_MAX_DIMS], rs[PRT_MAX_DIMS]; /* summed: size, x stride */
+    int64_t n_out, n_sum;
+} prt_reduce_geom;
+
+void prt_reduce_geom_init(prt_reduce_geom *g, const prt_shape *x, const prt_shape *like);
+
+#if defined(__CUDACC__)
+#define PRT_HOST_DEVICE __host__ __device__
+#else
+#define PRT_HOST_DEVICE
+#endif
+
+/* Output element o: the sum, in double and in x's order, of the elements of x
+ * it gathers (the same bits on the CPU and the GPU). */
+static inline PRT_HOST_DEVICE double prt_reduce_geom_sum(const prt_reduce_geom *g, const float *x, int64_t o) {
+    int64_t base = 0, r = o;
+    for (int i = g->nk - 1; i >= 0; i--) {
+        base += (r % g->kd[i]) * g->ks[i];
+        r /= g->kd[i];
+    }
+    if (g->nr == 0) return x[base];
+    double sum = 0;
+    if (g->n_sum == 0) return sum;
+    int64_t inner = g->rd[g->nr - 1], is = g->rs[g->nr - 1], outer = g->n_sum / inner;
+    for (int64_t q = 0; q < outer; q++) {
+        int64_t off = base, t = q;
+        for (int i = g->nr - 2; i >= 0; i--) {
+            off += (t % g->rd[i]) * g->rs[i];
+            t /= g->rd[i];
+        }
+        for (int64_t j = 0; j < inner; j++) sum += x[off + j * is];
+    }
+    return sum;
+}
+
 #endif

@@ -131,80 +131,18 @@ extern "C" prt_status prt_cuda_add(const prt_kernel_call *c) {
 
 /* ---- reduce_to: x summed down to like's shape ------------------------------ */
 
-/* x's dims split into kept ones (the output's, in order) and summed ones, each
- * list merged where contiguous: the geometry of ops/op_binary.c's rt_init. */
-struct rt_geom {
-    int nk, nr;
-    int64_t kd[PRT_MAX_DIMS], ks[PRT_MAX_DIMS];
-    int64_t rd[PRT_MAX_DIMS], rs[PRT_MAX_DIMS];
-    int64_t n_out, n_sum;
-};
-
-static void rt_push(int *n, int64_t *d, int64_t *s, int64_t size, int64_t stride) {
-    if (*n > 0 && s[*n - 1] == stride * size) {
-        d[*n - 1] *= size;
-        s[*n - 1] = stride;
-        return;
-    }
-    d[*n] = size;
-    s[*n] = stride;
-    (*n)++;
-}
-
-static void rt_init(rt_geom *g, const prt_shape *x, const prt_shape *l) {
-    memset(g, 0, sizeof *g);
-    int64_t xs[PRT_MAX_DIMS], s = 1;
-    for (int i = x->ndim - 1; i >= 0; i--) {
-        xs[i] = s;
-        s *= x->d[i];
-    }
-    g->n_out = g->n_sum = 1;
-    for (int i = 0; i < x->ndim; i++) {
-        if (x->d[i] == 1) continue;
-        int k = i - (x->ndim - l->ndim);
-        if (k >= 0 && l->d[k] == x->d[i]) {
-            rt_push(&g->nk, g->kd, g->ks, x->d[i], xs[i]);
-            g->n_out *= x->d[i];
-        } else {
-            rt_push(&g->nr, g->rd, g->rs, x->d[i], xs[i]);
-            g->n_sum *= x->d[i];
-        }
-    }
-}
-
 /* One thread per output element, summing in double in x's order: the same
  * bits as the CPU kernels. Not in place unless nothing is summed (a summed
  * output would overwrite elements other threads still read). */
-__global__ void reduce_to_k(rt_geom g, const float *x, float *y) {
-    PRT_CUK_FOR(o, g.n_out) {
-        int64_t base = 0, r = o;
-        for (int i = g.nk - 1; i >= 0; i--) {
-            base += (r % g.kd[i]) * g.ks[i];
-            r /= g.kd[i];
-        }
-        double sum = 0;
-        if (g.nr == 0) {
-            sum = x[base];
-        } else if (g.n_sum > 0) {
-            int64_t inner = g.rd[g.nr - 1], is = g.rs[g.nr - 1], outer = g.n_sum / inner;
-            for (int64_t q = 0; q < outer; q++) {
-                int64_t off = base, t = q;
-                for (int i = g.nr - 2; i >= 0; i--) {
-                    off += (t % g.rd[i]) * g.rs[i];
-                    t /= g.rd[i];
-                }
-                for (int64_t j = 0; j < inner; j++) sum += x[off + j * is];
-            }
-        }
-        y[o] = (float)sum;
-    }
+__global__ void reduce_to_k(prt_reduce_geom g, const float *x, float *y) {
+    PRT_CUK_FOR(o, g.n_out) y[o] = (float)prt_reduce_geom_sum(&g, x, o);
 }
 
 extern "C" prt_status prt_cuda_reduce_to(const prt_kernel_call *c) {
     PRT_CHECK(prt_cuk_check_f32(c, "reduce_to", 2, 2, 1));
     const prt_shape *xs = &c->in[0]->shape, *ys = &c->out[0]->shape;
-    rt_geom g;
-    rt_init(&g, xs, ys);
+    prt_reduce_geom g;
+    prt_reduce_geom_init(&g, xs, ys);
     if (g.n_out != prt_shape_count(ys)) {
         char a[160], b[160];
         prt_shape_str(xs, a, sizeof a);
