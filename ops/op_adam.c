@@ -35,13 +35,13 @@ void prt_adam_span(const prt_optim_coef *k, int64_t n, float *restrict p, const 
     }
 }
 
-static const prt_optim_impl adam = {PRT_OPT_adam, prt_adam_coef, prt_adam_span};
+const prt_optim_impl prt_optim_adam = {PRT_OPT_adam, prt_adam_coef, prt_adam_span};
 
 static prt_status adam_infer(prt_infer_ctx *ic) { return prt_optim_infer(ic, PRT_OPT_adam); }
 static int64_t adam_flops(const prt_infer_ctx *ic) { return prt_optim_flops(ic, PRT_OPT_adam, 14); }
-static prt_status adam_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &adam); }
-static prt_status adam_prepare(const prt_kernel_call *c, void **state) { return prt_optim_prepare(c, &adam, state); }
-static prt_status adam_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &adam); }
+static prt_status adam_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &prt_optim_adam); }
+static prt_status adam_prepare(const prt_kernel_call *c, void **state) { return prt_optim_prepare(c, &prt_optim_adam, state); }
+static prt_status adam_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &prt_optim_adam); }
 
 const prt_op_schema prt_op_adam = {
     .name = "adam",

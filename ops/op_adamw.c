@@ -11,13 +11,13 @@ static void adamw_coef(const prt_solver *s, double lr, double t, prt_optim_coef 
     k->weight_decay = 0;
 }
 
-static const prt_optim_impl adamw = {PRT_OPT_adamw, adamw_coef, prt_adam_span};
+const prt_optim_impl prt_optim_adamw = {PRT_OPT_adamw, adamw_coef, prt_adam_span};
 
 static prt_status adamw_infer(prt_infer_ctx *ic) { return prt_optim_infer(ic, PRT_OPT_adamw); }
 static int64_t adamw_flops(const prt_infer_ctx *ic) { return prt_optim_flops(ic, PRT_OPT_adamw, 14); }
-static prt_status adamw_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &adamw); }
-static prt_status adamw_prepare(const prt_kernel_call *c, void **state) { return prt_optim_prepare(c, &adamw, state); }
-static prt_status adamw_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &adamw); }
+static prt_status adamw_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &prt_optim_adamw); }
+static prt_status adamw_prepare(const prt_kernel_call *c, void **state) { return prt_optim_prepare(c, &prt_optim_adamw, state); }
+static prt_status adamw_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &prt_optim_adamw); }
 
 const prt_op_schema prt_op_adamw = {
     .name = "adamw",

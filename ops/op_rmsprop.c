@@ -27,15 +27,15 @@ static void rmsprop_span(const prt_optim_coef *k, int64_t n, float *restrict p, 
     }
 }
 
-static const prt_optim_impl rmsprop = {PRT_OPT_rmsprop, rmsprop_coef, rmsprop_span};
+const prt_optim_impl prt_optim_rmsprop = {PRT_OPT_rmsprop, rmsprop_coef, rmsprop_span};
 
 static prt_status rmsprop_infer(prt_infer_ctx *ic) { return prt_optim_infer(ic, PRT_OPT_rmsprop); }
 static int64_t rmsprop_flops(const prt_infer_ctx *ic) { return prt_optim_flops(ic, PRT_OPT_rmsprop, 12); }
-static prt_status rmsprop_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &rmsprop); }
+static prt_status rmsprop_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &prt_optim_rmsprop); }
 static prt_status rmsprop_prepare(const prt_kernel_call *c, void **state) {
-    return prt_optim_prepare(c, &rmsprop, state);
+    return prt_optim_prepare(c, &prt_optim_rmsprop, state);
 }
-static prt_status rmsprop_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &rmsprop); }
+static prt_status rmsprop_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &prt_optim_rmsprop); }
 
 const prt_op_schema prt_op_rmsprop = {
     .name = "rmsprop",

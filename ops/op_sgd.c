@@ -40,13 +40,13 @@ static void sgd_span(const prt_optim_coef *k, int64_t n, float *restrict p, cons
     }
 }
 
-static const prt_optim_impl sgd = {PRT_OPT_sgd, sgd_coef, sgd_span};
+const prt_optim_impl prt_optim_sgd = {PRT_OPT_sgd, sgd_coef, sgd_span};
 
 static prt_status sgd_infer(prt_infer_ctx *ic) { return prt_optim_infer(ic, PRT_OPT_sgd); }
 static int64_t sgd_flops(const prt_infer_ctx *ic) { return prt_optim_flops(ic, PRT_OPT_sgd, 6); }
-static prt_status sgd_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &sgd); }
-static prt_status sgd_prepare(const prt_kernel_call *c, void **state) { return prt_optim_prepare(c, &sgd, state); }
-static prt_status sgd_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &sgd); }
+static prt_status sgd_ref(const prt_kernel_call *c) { return prt_optim_ref(c, &prt_optim_sgd); }
+static prt_status sgd_prepare(const prt_kernel_call *c, void **state) { return prt_optim_prepare(c, &prt_optim_sgd, state); }
+static prt_status sgd_fast(const prt_kernel_call *c) { return prt_optim_fast(c, &prt_optim_sgd); }
 
 const prt_op_schema prt_op_sgd = {
     .name = "sgd",

@@ -82,6 +82,9 @@ typedef struct prt_optim_impl {
 /* Adam's coefficients and element loop (ops/op_adam.c), which adamw reuses with
  * its decoupled decay in `keep`. */
 void prt_adam_coef(const prt_solver *s, double lr, double t, prt_optim_coef *k);
+/* Each optimizer's coefficients and CPU span (its op file), shared with its
+ * CUDA kernel (ops/cuda/optim.cu), which takes the coefficients from here. */
+extern const prt_optim_impl prt_optim_sgd, prt_optim_adam, prt_optim_adamw, prt_optim_rmsprop;
 void prt_adam_span(const prt_optim_coef *k, int64_t n, float *restrict p, const float *restrict g, float *restrict m,
                    float *restrict v);
 

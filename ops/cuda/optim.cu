@@ -44,23 +44,6 @@ struct cuopt_state {
     cuopt_chunk *d_chunks;
 };
 
-/* ---- per-optimizer coefficients (the op files' coef functions) ------------- */
-
-static void sgd_coef(const prt_solver *s, double lr, double t, prt_optim_coef *k) { (void)s, (void)lr, (void)t, (void)k; }
-static void adamw_coef(const prt_solver *s, double lr, double t, prt_optim_coef *k) {
-    prt_adam_coef(s, lr, t, k);
-    k->keep = (float)(1 - lr * s->weight_decay);
-    k->weight_decay = 0;
-}
-static void rmsprop_coef(const prt_solver *s, double lr, double t, prt_optim_coef *k) {
-    (void)lr, (void)t;
-    k->a = (float)s->rms_decay;
-    k->b = (float)(1 - s->rms_decay);
-}
-static const prt_optim_impl impl_sgd = {PRT_OPT_sgd, sgd_coef, NULL};
-static const prt_optim_impl impl_adam = {PRT_OPT_adam, prt_adam_coef, NULL};
-static const prt_optim_impl impl_adamw = {PRT_OPT_adamw, adamw_coef, NULL};
-static const prt_optim_impl impl_rmsprop = {PRT_OPT_rmsprop, rmsprop_coef, NULL};
 
 /* ---- the update kernels --------------------------------------------------- */
 
@@ -285,7 +268,7 @@ extern "C" prt_status prt_cuda_adamw_prepare(const prt_kernel_call *c, void **s)
 extern "C" prt_status prt_cuda_rmsprop_prepare(const prt_kernel_call *c, void **s) {
     return optim_prepare(c, PRT_OPT_rmsprop, s);
 }
-extern "C" prt_status prt_cuda_sgd(const prt_kernel_call *c) { return optim_run<sgd_u>(c, &impl_sgd); }
-extern "C" prt_status prt_cuda_adam(const prt_kernel_call *c) { return optim_run<adam_u>(c, &impl_adam); }
-extern "C" prt_status prt_cuda_adamw(const prt_kernel_call *c) { return optim_run<adam_u>(c, &impl_adamw); }
-extern "C" prt_status prt_cuda_rmsprop(const prt_kernel_call *c) { return optim_run<rmsprop_u>(c, &impl_rmsprop); }
+extern "C" prt_status prt_cuda_sgd(const prt_kernel_call *c) { return optim_run<sgd_u>(c, &prt_optim_sgd); }
+extern "C" prt_status prt_cuda_adam(const prt_kernel_call *c) { return optim_run<adam_u>(c, &prt_optim_adam); }
+extern "C" prt_status prt_cuda_adamw(const prt_kernel_call *c) { return optim_run<adam_u>(c, &prt_optim_adamw); }
+extern "C" prt_status prt_cuda_rmsprop(const prt_kernel_call *c) { return optim_run<rmsprop_u>(c, &prt_optim_rmsprop); }
