@@ -79,6 +79,11 @@ prt_status prt_comm_broadcast(prt_comm *c, void *buf, size_t bytes, int root) {
 
 prt_status prt_comm_barrier(prt_comm *c) { return c->iface->barrier(c); }
 
+prt_status prt_comm_allgather_u64(prt_comm *c, uint64_t value, uint64_t *out) {
+    if (!out) return prt_error(c->ctx, PRT_ERR_INVALID, "allgather: NULL output for %d ranks", c->size);
+    return c->iface->allgather_u64(c, value, out);
+}
+
 /* At most this many differing ranks are named; the rest are counted. */
 #define MAX_LISTED 16
 
@@ -87,7 +92,7 @@ prt_status prt_comm_check_same(prt_comm *c, uint64_t hash, const char *what) {
     size_t n = (size_t)c->size;
     uint64_t *all = prt_calloc(ctx, n, sizeof *all);
     if (!all) return prt_error(ctx, PRT_ERR_NOMEM, "check_same: %zu hashes", n);
-    prt_status st = c->iface->allgather_u64(c, hash, all);
+    prt_status st = prt_comm_allgather_u64(c, hash, all);
     if (st != PRT_OK) {
         prt_free(ctx, all, n * sizeof *all);
         return prt_error_prefix(ctx, st, "comparing the %s across ranks", what);

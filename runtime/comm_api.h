@@ -113,6 +113,8 @@ prt_status prt_comm_allreduce_start(prt_comm *c, void *buf, size_t count, prt_dt
 prt_status prt_comm_allreduce_start_tagged(prt_comm *c, void *buf, size_t count, prt_dtype t,
                                            prt_comm_op op, int tag, prt_comm_handle *out);
 prt_status prt_comm_wait(prt_comm *c, prt_comm_handle h);
+/* out[r] = value of rank r (out has size entries, caller allocates). */
+prt_status prt_comm_allgather_u64(prt_comm *c, uint64_t value, uint64_t *out);
 /* Collects bytes from every rank at root (see prt_comm_iface.gather_bytes). */
 prt_status prt_comm_gather_bytes(prt_comm *c, const void *buf, size_t bytes, int root, void **out,
                                  size_t *sizes);

@@ -396,7 +396,7 @@ prt_status prt_trace_write(prt_trace *t, struct prt_comm *comm, const char *path
         keys = prt_calloc(ctx, (size_t)nranks, sizeof *keys);
         if (!keys) return prt_error(ctx, PRT_ERR_NOMEM, "%s: %d clock origins", path, nranks);
         /* one collective that every rank reaches: allgather of the origins */
-        st = comm->iface->allgather_u64(comm, mine, keys);
+        st = prt_comm_allgather_u64(comm, mine, keys);
         if (st != PRT_OK) {
             prt_free(ctx, keys, (size_t)nranks * sizeof *keys);
             return prt_error_prefix(ctx, st, "%s: agreeing on the time origin", path);

@@ -314,7 +314,7 @@ START_TEST(many_ranks) {
     CK_OK(ctx, prt_comm_create_mpi(ctx, &o, &mpi));
     int size = prt_comm_size(mpi), rank = prt_comm_rank(mpi);
     uint64_t enough = mpi->local_size <= prt_cuda_device_count(), *all = calloc((size_t)size, sizeof *all);
-    CK_OK(ctx, mpi->iface->allgather_u64(mpi, enough, all));
+    CK_OK(ctx, prt_comm_allgather_u64(mpi, enough, all));
     bool every = true;
     for (int r = 0; r < size; r++) every = every && all[r];
     free(all);

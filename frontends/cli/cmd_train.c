@@ -336,7 +336,7 @@ static prt_status agree(trainer *t, prt_status mine, const char *stage) {
     prt_context *ctx = t->ctx;
     uint64_t *all = prt_calloc(ctx, (size_t)t->size, sizeof *all);
     if (!all) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
-    prt_status st = t->comm->iface->allgather_u64(t->comm, (uint64_t)mine, all);
+    prt_status st = prt_comm_allgather_u64(t->comm, (uint64_t)mine, all);
     if (st == PRT_OK && mine == PRT_OK) {
         char ranks[256] = "";
         size_t o = 0;
@@ -360,7 +360,7 @@ static prt_status same_dataset_size(trainer *t) {
     prt_context *ctx = t->ctx;
     uint64_t *all = prt_calloc(ctx, (size_t)t->size, sizeof *all);
     if (!all) return prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
-    prt_status st = t->comm->iface->allgather_u64(t->comm, (uint64_t)t->dataset_size, all);
+    prt_status st = prt_comm_allgather_u64(t->comm, (uint64_t)t->dataset_size, all);
     for (int r = 1; r < t->size && st == PRT_OK; r++)
         if (all[r] != all[0])
             st = prt_error(ctx, PRT_ERR_INVALID,

@@ -468,7 +468,7 @@ static prt_status nccl_barrier(prt_comm *c) { return prt_comm_barrier(((nccl_com
 
 static prt_status nccl_allgather_u64(prt_comm *c, uint64_t value, uint64_t *out) {
     prt_comm *b = ((nccl_comm *)c)->boot;
-    return b->iface->allgather_u64(b, value, out);
+    return prt_comm_allgather_u64(b, value, out);
 }
 
 static prt_status nccl_gather_bytes(prt_comm *c, const void *buf, size_t bytes, int root, void **out,
