@@ -69,13 +69,12 @@ static prt_status add_call(prt_graph *g, prt_program *p, int n, int *op_index) {
 /* For data-parallel training graphs (update nodes with a bucket): start_after[i]
  * is the last bucket whose gradients are all written once the i-th node of the
  * order ran (-1 if none), so ALLREDUCE_STARTs follow the last gradient write. */
-static prt_status bucket_starts(prt_graph *g, const int *order, int *start_after, int *n_buckets) {
+static prt_status bucket_starts(prt_graph *g, const int *order, int *start_after) {
     prt_context *ctx = g->ctx;
     int nb = 0;
     for (int n = 0; n < g->n_nodes; n++)
         if (g->nodes[n].bucket >= nb) nb = g->nodes[n].bucket + 1;
     for (int i = 0; i < g->n_nodes; i++) start_after[i] = -1;
-    *n_buckets = nb;
     if (nb == 0) return PRT_OK;
     int *pos = prt_calloc(ctx, (size_t)g->n_nodes, sizeof *pos);
     int *last = prt_calloc(ctx, (size_t)nb, sizeof *last);
@@ -141,8 +140,8 @@ prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
     PRT_CHECK_GOTO(prt_sched_order(g, order), st, done);
     PRT_CHECK_GOTO(prt_program_new(ctx, g->name, batch, &p), st, done);
     PRT_CHECK_GOTO(add_registers(g, p, batch), st, done);
-    int n_buckets, started = 0;
-    PRT_CHECK_GOTO(bucket_starts(g, order, start_after, &n_buckets), st, done);
+    int started = 0;
+    PRT_CHECK_GOTO(bucket_starts(g, order, start_after), st, done);
     for (int i = 0; i < g->n_nodes; i++) {
         int b = g->nodes[order[i]].bucket;
         if (b >= 0) PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_allreduce_wait(b), NULL), st, done);
@@ -150,7 +149,6 @@ prt_status prt_vm_compile(prt_graph *g, int64_t batch, prt_program **out) {
         while (started <= start_after[i])
             PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_allreduce_start(started++), NULL), st, done);
     }
-    (void)n_buckets;
     PRT_CHECK_GOTO(prt_program_emit(ctx, p, prt_vm_ins_n(PRT_OP_HALT), NULL), st, done);
     PRT_CHECK_GOTO(prt_program_set_io(ctx, p, g->inputs, g->n_inputs, g->outputs, g->n_outputs),
                    st, done);
