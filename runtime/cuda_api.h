@@ -43,5 +43,19 @@ void *prt_cuda_cudnn(prt_device *dev);
 const char *prt_cuda_device_describe(prt_device *dev, char *buf, size_t cap);
 /* Peak bytes allocated through this device so far (the arena: one cudaMalloc). */
 size_t prt_cuda_peak_bytes(const prt_device *dev);
+/* Device memory in use as the driver counts it (cudaMemGetInfo: total minus
+ * free, so the CUDA context, cuBLAS/cuDNN and anything else in the process
+ * are included) and the device's total. */
+prt_status prt_cuda_mem_info(prt_device *dev, size_t *used, size_t *total);
+
+/* Step timing on the device: a pair of timing events on the compute stream.
+ *     prt_cuda_timer_start(t); ...work on the compute stream...; prt_cuda_timer_stop(t, &s);
+ * stop records the second event, waits for it, and gives the seconds between
+ * the two. */
+typedef struct prt_cuda_timer prt_cuda_timer;
+prt_status prt_cuda_timer_create(prt_device *dev, prt_cuda_timer **out);
+prt_status prt_cuda_timer_start(prt_cuda_timer *t);
+prt_status prt_cuda_timer_stop(prt_cuda_timer *t, double *seconds);
+void prt_cuda_timer_destroy(prt_cuda_timer *t);
 
 #endif

@@ -47,3 +47,28 @@ size_t prt_cuda_peak_bytes(const prt_device *dev) {
     (void)dev;
     return 0;
 }
+
+prt_status prt_cuda_mem_info(prt_device *dev, size_t *used, size_t *total) {
+    *used = *total = 0;
+    return prt_error(dev->ctx, PRT_ERR_UNSUPPORTED, "CUDA device %d: this build of Parrots has no CUDA support",
+                     dev->index);
+}
+
+prt_status prt_cuda_timer_create(prt_device *dev, prt_cuda_timer **out) {
+    *out = NULL;
+    return prt_error(dev->ctx, PRT_ERR_UNSUPPORTED, "CUDA device %d: this build of Parrots has no CUDA support",
+                     dev->index);
+}
+
+prt_status prt_cuda_timer_start(prt_cuda_timer *t) {
+    (void)t;
+    return PRT_ERR_UNSUPPORTED;
+}
+
+prt_status prt_cuda_timer_stop(prt_cuda_timer *t, double *seconds) {
+    (void)t;
+    *seconds = 0;
+    return PRT_ERR_UNSUPPORTED;
+}
+
+void prt_cuda_timer_destroy(prt_cuda_timer *t) { (void)t; }

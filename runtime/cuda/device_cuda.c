@@ -312,3 +312,62 @@ const char *prt_cuda_device_describe(prt_device *dev, char *buf, size_t cap) {
 size_t prt_cuda_peak_bytes(const prt_device *dev) {
     return prt_device_is_cuda(dev) ? impl_of(dev)->peak_bytes : 0;
 }
+
+prt_status prt_cuda_mem_info(prt_device *dev, size_t *used, size_t *total) {
+    *used = *total = 0;
+    PRT_CHECK(make_current(dev));
+    size_t free_b = 0, total_b = 0;
+    PRT_CUDA_CHECK(dev->ctx, cudaMemGetInfo(&free_b, &total_b), "reading the memory in use on CUDA device %d",
+                   dev->index);
+    *used = total_b - free_b;
+    *total = total_b;
+    return PRT_OK;
+}
+
+struct prt_cuda_timer {
+    prt_device *dev;
+    cudaEvent_t start, stop;
+};
+
+prt_status prt_cuda_timer_create(prt_device *dev, prt_cuda_timer **out) {
+    *out = NULL;
+    prt_cuda_timer *t = prt_calloc(dev->ctx, 1, sizeof *t);
+    if (!t) return prt_error(dev->ctx, PRT_ERR_NOMEM, "CUDA timer: out of memory");
+    t->dev = dev;
+    prt_status st = make_current(dev);
+    if (st != PRT_OK) goto fail;
+    PRT_CUDA_CHECK_GOTO(dev->ctx, cudaEventCreate(&t->start), st, fail, "creating a timing event on CUDA device %d",
+                        dev->index);
+    PRT_CUDA_CHECK_GOTO(dev->ctx, cudaEventCreate(&t->stop), st, fail, "creating a timing event on CUDA device %d",
+                        dev->index);
+    *out = t;
+    return PRT_OK;
+fail:
+    prt_cuda_timer_destroy(t);
+    return st;
+}
+
+prt_status prt_cuda_timer_start(prt_cuda_timer *t) {
+    PRT_CUDA_CHECK(t->dev->ctx, cudaEventRecord(t->start, stream_of(t->dev, NULL)),
+                   "starting a timer on CUDA device %d", t->dev->index);
+    return PRT_OK;
+}
+
+prt_status prt_cuda_timer_stop(prt_cuda_timer *t, double *seconds) {
+    *seconds = 0;
+    prt_context *ctx = t->dev->ctx;
+    int d = t->dev->index;
+    float ms = 0;
+    PRT_CUDA_CHECK(ctx, cudaEventRecord(t->stop, stream_of(t->dev, NULL)), "stopping a timer on CUDA device %d", d);
+    PRT_CUDA_CHECK(ctx, cudaEventSynchronize(t->stop), "waiting for a timer on CUDA device %d", d);
+    PRT_CUDA_CHECK(ctx, cudaEventElapsedTime(&ms, t->start, t->stop), "reading a timer on CUDA device %d", d);
+    *seconds = ms / 1e3;
+    return PRT_OK;
+}
+
+void prt_cuda_timer_destroy(prt_cuda_timer *t) {
+    if (!t) return;
+    if (t->start) cudaEventDestroy(t->start);
+    if (t->stop) cudaEventDestroy(t->stop);
+    prt_free(t->dev->ctx, t, sizeof *t);
+}
