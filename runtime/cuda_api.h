@@ -48,6 +48,15 @@ size_t prt_cuda_peak_bytes(const prt_device *dev);
  * are included) and the device's total. */
 prt_status prt_cuda_mem_info(prt_device *dev, size_t *used, size_t *total);
 
+/* A per-device memo of kernels' set-up choices, bytes under a string key: a
+ * convolution's measured cuDNN algorithm is chosen once per distinct layer
+ * shape on a device, so repeated blocks (and a second program on the same
+ * GPU) reuse the choice instead of measuring again and possibly choosing
+ * differently. get copies the n bytes stored under key into val and returns
+ * true; false when there are none of that size. */
+prt_status prt_cuda_memo_put(prt_device *dev, const char *key, const void *val, size_t n);
+bool prt_cuda_memo_get(prt_device *dev, const char *key, void *val, size_t n);
+
 /* Step timing on the device: a pair of timing events on the compute stream.
  *     prt_cuda_timer_start(t); ...work on the compute stream...; prt_cuda_timer_stop(t, &s);
  * stop records the second event, waits for it, and gives the seconds between

@@ -283,6 +283,42 @@ START_TEST(test_alloc_failure_message) {
 }
 END_TEST
 
+/* The set-up memo: values under string keys, replaced on a second put, and
+ * distinguished by size; the timer measures a non-negative time; the driver's
+ * count of memory in use covers an allocation made here. */
+START_TEST(test_memo_timer_mem_info) {
+    int a = 7, b = 9, got = 0;
+    ck_assert(!prt_cuda_memo_get(gpu, "conv x1", &got, sizeof got));
+    OK(prt_cuda_memo_put(gpu, "conv x1", &a, sizeof a));
+    OK(prt_cuda_memo_put(gpu, "conv x2", &b, sizeof b));
+    ck_assert(prt_cuda_memo_get(gpu, "conv x1", &got, sizeof got) && got == 7);
+    ck_assert(prt_cuda_memo_get(gpu, "conv x2", &got, sizeof got) && got == 9);
+    long long wide = 0;
+    ck_assert(!prt_cuda_memo_get(gpu, "conv x1", &wide, sizeof wide));
+    OK(prt_cuda_memo_put(gpu, "conv x1", &b, sizeof b));
+    ck_assert(prt_cuda_memo_get(gpu, "conv x1", &got, sizeof got) && got == 9);
+
+    size_t used0, total, used1;
+    OK(prt_cuda_mem_info(gpu, &used0, &total));
+    ck_assert_uint_gt(total, used0);
+    void *p;
+    const size_t bytes = (size_t)256 << 20;
+    OK(gpu->iface->alloc(gpu, bytes, &p));
+    OK(prt_cuda_mem_info(gpu, &used1, &total));
+    ck_assert_uint_ge(used1, used0 + bytes);
+
+    prt_cuda_timer *t;
+    OK(prt_cuda_timer_create(gpu, &t));
+    OK(prt_cuda_timer_start(t));
+    OK(gpu->iface->fill_f32(gpu, p, 1.0f, bytes / sizeof(float), NULL));
+    double sec = -1;
+    OK(prt_cuda_timer_stop(t, &sec));
+    ck_assert(sec > 0 && sec < 10);
+    prt_cuda_timer_destroy(t);
+    gpu->iface->free(gpu, p);
+}
+END_TEST
+
 START_TEST(test_bad_index) {
     prt_device *other = (prt_device *)&other;
     int n = prt_cuda_device_count();
@@ -305,6 +341,7 @@ int main(void) {
     tcase_add_test(tc, test_peak_bytes);
     tcase_add_test(tc, test_alloc_failure_message);
     tcase_add_test(tc, test_bad_index);
+    tcase_add_test(tc, test_memo_timer_mem_info);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     /* the CUDA runtime is already initialised in this process: a forked child

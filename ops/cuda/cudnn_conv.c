@@ -27,6 +27,7 @@
 #define PRT_CUDNN_IMPL
 #include "ops/bwd_util.h"
 #include "ops/cuda/cudnn_util.h"
+#include "runtime/cuda_api.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -143,19 +144,45 @@ static void conv_ptrs(const prt_kernel_call *c, conv_kind k, void **x, void **w,
 
 /* One kind's search, generated for the three perf-result types: the first
  * result that succeeded and fits the budget (cuDNN sorts them, by measured time
- * for Find, by expected speed for the heuristics). */
+ * for Find, by expected speed for the heuristics), deterministic algorithms
+ * first: a non-deterministic one (atomics: bit-different results from run to
+ * run) only where no deterministic one fits. */
 #define PICK(perf, n, budget, s, measured)                                                  \
     do {                                                                                    \
-        for (int i_ = 0; i_ < (n); i_++) {                                                  \
-            if ((perf)[i_].status != CUDNN_STATUS_SUCCESS || (perf)[i_].memory > (budget)) continue; \
-            (s)->algo = (int)(perf)[i_].algo;                                               \
-            (s)->ws = (perf)[i_].memory;                                                    \
-            (s)->math = (perf)[i_].mathType;                                                \
-            (s)->ms = (measured) ? (perf)[i_].time : -1.0f;                                 \
-            found = true;                                                                   \
-            break;                                                                          \
-        }                                                                                   \
+        for (int pass_ = 0; pass_ < 2 && !found; pass_++)                                   \
+            for (int i_ = 0; i_ < (n); i_++) {                                              \
+                if ((perf)[i_].status != CUDNN_STATUS_SUCCESS || (perf)[i_].memory > (budget)) continue; \
+                if (pass_ == 0 && (perf)[i_].determinism != CUDNN_DETERMINISTIC) continue;  \
+                (s)->algo = (int)(perf)[i_].algo;                                           \
+                (s)->ws = (perf)[i_].memory;                                                \
+                (s)->math = (perf)[i_].mathType;                                            \
+                (s)->ms = (measured) ? (perf)[i_].time : -1.0f;                             \
+                found = true;                                                               \
+                break;                                                                      \
+            }                                                                               \
     } while (0)
+
+/* The device memo's key of a layer: kind, shapes and dtype, geometry, budget. */
+static void conv_memo_key(const prt_kernel_call *c, const conv_state *s, size_t budget, char *key, size_t cap) {
+    prt_conv_bwd_geom g;
+    prt_conv_bwd_geom_of(c->attrs, &c->in[x_slot(s->kind)]->shape, &g);
+    const prt_window *w = &g.win;
+    cudnnDataType_t dt = CUDNN_DATA_FLOAT;
+    int n_, c_, h_, w_, ns, cs, hs, ws;
+    if (cudnnGetTensor4dDescriptor(s->x, &dt, &n_, &c_, &h_, &w_, &ns, &cs, &hs, &ws) != CUDNN_STATUS_SUCCESS)
+        dt = CUDNN_DATA_FLOAT;
+    snprintf(key, cap, "cudnn-conv %s dt%d x%lldx%lldx%lldx%lld o%lld g%lld k%lldx%lld p%lld,%lld s%lld,%lld d%lld,%lld ws%zu",
+             kind_name[s->kind], (int)dt, (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w,
+             (long long)g.o, (long long)g.g, (long long)w->kh, (long long)w->kw, (long long)w->pad[0],
+             (long long)w->pad[1], (long long)w->sh, (long long)w->sw, (long long)w->dh, (long long)w->dw, budget);
+}
+
+typedef struct conv_choice {
+    int algo;
+    cudnnMathType_t math;
+    size_t ws;
+    float ms;
+} conv_choice;
 
 static prt_status conv_choose(const prt_kernel_call *c, conv_state *s, cudnnHandle_t h, const char *what) {
     prt_context *ctx = c->ctx;
@@ -165,6 +192,15 @@ static prt_status conv_choose(const prt_kernel_call *c, conv_state *s, cudnnHand
     bool measure = x && w && y;
     bool found = false;
     int n = 0;
+    /* a layer of the same shape already chosen on this device: the same choice */
+    char key[256];
+    conv_memo_key(c, s, budget, key, sizeof key);
+    conv_choice memo;
+    if (c->dev && prt_cuda_memo_get(c->dev, key, &memo, sizeof memo)) {
+        s->algo = memo.algo, s->math = memo.math, s->ws = memo.ws, s->ms = memo.ms;
+        PRT_CUDNN_TRY(ctx, what, cudnnSetConvolutionMathType(s->conv, s->math));
+        return PRT_OK;
+    }
     switch (s->kind) {
     case K_FWD: {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -224,6 +260,11 @@ static prt_status conv_choose(const prt_kernel_call *c, conv_state *s, cudnnHand
                          "%s on CUDA: cuDNN offers no algorithm for this layer within a workspace of %zu bytes", what,
                          budget);
     PRT_CUDNN_TRY(ctx, what, cudnnSetConvolutionMathType(s->conv, s->math));
+    /* heuristic choices are not remembered: a later call with memory may measure */
+    if (c->dev && s->ms >= 0) {
+        memo = (conv_choice){s->algo, s->math, s->ws, s->ms};
+        PRT_CHECK(prt_cuda_memo_put(c->dev, key, &memo, sizeof memo));
+    }
     return PRT_OK;
 }
 #undef PICK

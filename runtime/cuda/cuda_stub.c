@@ -72,3 +72,14 @@ prt_status prt_cuda_timer_stop(prt_cuda_timer *t, double *seconds) {
 }
 
 void prt_cuda_timer_destroy(prt_cuda_timer *t) { (void)t; }
+
+prt_status prt_cuda_memo_put(prt_device *dev, const char *key, const void *val, size_t n) {
+    (void)key, (void)val, (void)n;
+    return prt_error(dev->ctx, PRT_ERR_UNSUPPORTED, "CUDA device %d: this build of Parrots has no CUDA support",
+                     dev->index);
+}
+
+bool prt_cuda_memo_get(prt_device *dev, const char *key, void *val, size_t n) {
+    (void)dev, (void)key, (void)val, (void)n;
+    return false;
+}

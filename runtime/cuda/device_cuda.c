@@ -36,7 +36,15 @@ typedef struct cuda_impl {
     cuda_alloc *allocs;
     int nallocs, cap_allocs;
     size_t cur_bytes, peak_bytes;
+    struct cuda_memo *memo; /* prt_cuda_memo_put/get: a handful of entries per distinct layer */
+    int nmemo, cap_memo;
 } cuda_impl;
+
+typedef struct cuda_memo {
+    char *key;
+    void *val;
+    size_t n;
+} cuda_memo;
 
 static const prt_device_iface cuda_iface;
 
@@ -285,6 +293,11 @@ void prt_cuda_device_destroy(prt_device *dev) {
     for (int i = 0; i < 2; i++)
         if (d->streams[i].handle) (void)cudaStreamDestroy(d->streams[i].handle);
     prt_free(ctx, d->allocs, (size_t)d->cap_allocs * sizeof *d->allocs);
+    for (int i = 0; i < d->nmemo; i++) {
+        prt_free(ctx, d->memo[i].key, 0);
+        prt_free(ctx, d->memo[i].val, d->memo[i].n ? d->memo[i].n : 1);
+    }
+    prt_free(ctx, d->memo, (size_t)d->cap_memo * sizeof *d->memo);
     prt_free(ctx, d, sizeof *d);
     prt_free(ctx, dev, sizeof *dev);
 }
@@ -311,6 +324,45 @@ const char *prt_cuda_device_describe(prt_device *dev, char *buf, size_t cap) {
 
 size_t prt_cuda_peak_bytes(const prt_device *dev) {
     return prt_device_is_cuda(dev) ? impl_of(dev)->peak_bytes : 0;
+}
+
+prt_status prt_cuda_memo_put(prt_device *dev, const char *key, const void *val, size_t n) {
+    cuda_impl *d = impl_of(dev);
+    for (int i = 0; i < d->nmemo; i++)
+        if (!strcmp(d->memo[i].key, key) && d->memo[i].n == n) {
+            memcpy(d->memo[i].val, val, n);
+            return PRT_OK;
+        }
+    if (d->nmemo == d->cap_memo) {
+        int cap = d->cap_memo ? 2 * d->cap_memo : 64;
+        cuda_memo *m = prt_realloc(dev->ctx, d->memo, (size_t)d->cap_memo * sizeof *m, (size_t)cap * sizeof *m);
+        if (!m) return prt_error(dev->ctx, PRT_ERR_NOMEM, "CUDA device %d: out of memory for set-up choices", dev->index);
+        d->memo = m;
+        d->cap_memo = cap;
+    }
+    cuda_memo *e = &d->memo[d->nmemo];
+    e->key = prt_strdup(dev->ctx, key);
+    e->val = prt_malloc(dev->ctx, n ? n : 1);
+    if (!e->key || !e->val) {
+        prt_free(dev->ctx, e->key, 0);
+        prt_free(dev->ctx, e->val, n ? n : 1);
+        return prt_error(dev->ctx, PRT_ERR_NOMEM, "CUDA device %d: out of memory for set-up choices", dev->index);
+    }
+    memcpy(e->val, val, n);
+    e->n = n;
+    d->nmemo++;
+    return PRT_OK;
+}
+
+bool prt_cuda_memo_get(prt_device *dev, const char *key, void *val, size_t n) {
+    if (!prt_device_is_cuda(dev)) return false;
+    cuda_impl *d = impl_of(dev);
+    for (int i = 0; i < d->nmemo; i++)
+        if (d->memo[i].n == n && !strcmp(d->memo[i].key, key)) {
+            memcpy(val, d->memo[i].val, n);
+            return true;
+        }
+    return false;
 }
 
 prt_status prt_cuda_mem_info(prt_device *dev, size_t *used, size_t *total) {
