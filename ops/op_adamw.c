@@ -35,5 +35,6 @@ const prt_op_schema prt_op_adamw = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
-    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_adamw_prepare, .run = prt_cuda_adamw, .release = prt_cuda_optim_release),
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_adamw_prepare, .run = prt_cuda_adamw, .release = prt_cuda_optim_release,
+                            .step_bytes = PRT_OPTIM_STEP_BYTES, .step_values = prt_adamw_step_values),
 };

@@ -49,6 +49,12 @@ static prt_status dropout_grad(prt_grad_ctx *gc) {
     return prt_grad_emit(gc, "dropout_bwd", &gc->dy[0], 1, attrs, &gc->dx[0]);
 }
 
+prt_status prt_dropout_step_values(const prt_kernel_call *c, void *slot) {
+    uint64_t base = prt_dropout_counters(c, prt_shape_count(&c->in[0]->shape)).base;
+    memcpy(slot, &base, sizeof base);
+    return PRT_OK;
+}
+
 /* The multiplier for element i: 0 (dropped) or 1/(1-p). */
 static inline float dropout_mult(uint64_t key, const prt_dropout_ctr *k, int64_t i, float p, float keep_scale) {
     return prt_rng_uniform(key, prt_dropout_counter(k, i)) < p ? 0.0f : keep_scale;
@@ -114,5 +120,6 @@ const prt_op_schema prt_op_dropout = {
     .fast = {.run = dropout_fast},
     .grad = dropout_grad,
     .cheap = true,
-    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout),
+    .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout, .step_bytes = PRT_DROPOUT_STEP_BYTES,
+                            .step_values = prt_dropout_step_values),
 };

@@ -53,5 +53,6 @@ const prt_op_schema prt_op_rmsprop = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
-    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_rmsprop_prepare, .run = prt_cuda_rmsprop, .release = prt_cuda_optim_release),
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_rmsprop_prepare, .run = prt_cuda_rmsprop, .release = prt_cuda_optim_release,
+                            .step_bytes = PRT_OPTIM_STEP_BYTES, .step_values = prt_rmsprop_step_values),
 };

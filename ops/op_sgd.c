@@ -64,5 +64,6 @@ const prt_op_schema prt_op_sgd = {
     .grad = NULL,
     .grad_note = "optimizer update",
     .updates_inputs = true,
-    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_sgd_prepare, .run = prt_cuda_sgd, .release = prt_cuda_optim_release),
+    .cuda = PRT_CUDA_KERNEL(.prepare = prt_cuda_sgd_prepare, .run = prt_cuda_sgd, .release = prt_cuda_optim_release,
+                            .step_bytes = PRT_OPTIM_STEP_BYTES, .step_values = prt_sgd_step_values),
 };

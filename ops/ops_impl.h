@@ -111,6 +111,13 @@ typedef struct prt_kernel_call {
      * cudaStream_t) to launch on, and must not synchronise it. */
     struct prt_device *dev;
     void *stream;
+    /* CUDA graphs (appended): device memory holding this call's per-step values
+     * (prt_kernel.step_bytes of them, written by prt_kernel.step_values and
+     * copied over before the run's first launch), which the kernel reads on the
+     * device instead of taking them by value, so a captured launch sees each
+     * step's values. NULL when the kernel has none or is called outside a CUDA
+     * VM: the kernel then passes the values by value. */
+    void *step_slot;
 } prt_kernel_call;
 
 typedef struct prt_kernel {
@@ -119,6 +126,17 @@ typedef struct prt_kernel {
     prt_status (*prepare)(const prt_kernel_call *c, void **state);
     prt_status (*run)(const prt_kernel_call *c);
     void (*release)(void *state); /* optional */
+    /* ---- CUDA graphs (appended; docs/gpu.md "CUDA graphs") ---- */
+    /* optional: a CUDA kernel whose launch takes values that change from step
+     * to step (the learning rate, dropout's counter) declares step_bytes and
+     * step_values, which writes this step's values (c->step is set) into a
+     * host slot of step_bytes bytes; the VM copies every call's slot to the
+     * device (c->step_slot) in one copy before each run. */
+    size_t step_bytes;
+    prt_status (*step_values)(const prt_kernel_call *c, void *slot);
+    /* optional: why this call cannot be captured into a CUDA graph (it
+     * synchronises, reads device results on the host, ...); NULL: it can */
+    const char *(*no_capture)(const prt_kernel_call *c);
 } prt_kernel;
 
 /* ---- schemas ---------------------------------------------------------- */

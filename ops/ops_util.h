@@ -140,6 +140,12 @@ static inline prt_dropout_ctr prt_dropout_counters(const prt_kernel_call *c, int
     return k;
 }
 
+/* The CUDA kernels' per-step value (prt_kernel.step_values of dropout and
+ * dropout_bwd): the only part of the counters that changes with the step,
+ * prt_dropout_counters(c, numel of input 0).base, as one uint64_t in slot. */
+#define PRT_DROPOUT_STEP_BYTES sizeof(uint64_t)
+prt_status prt_dropout_step_values(const prt_kernel_call *c, void *slot);
+
 static inline uint64_t prt_dropout_counter(const prt_dropout_ctr *k, int64_t i) {
     if (k->stride == 1) return k->base + (uint64_t)i;
     int64_t j = i / k->per;

@@ -159,6 +159,26 @@ prt_status prt_optim_coef_of(const prt_kernel_call *c, const prt_optim_impl *o, 
     return PRT_OK;
 }
 
+prt_status prt_optim_step_values(const prt_kernel_call *c, const prt_optim_impl *o, void *slot) {
+    prt_optim_coef k;
+    PRT_CHECK(prt_optim_coef_of(c, o, &k, NULL));
+    memcpy(slot, &k, sizeof k);
+    return PRT_OK;
+}
+
+prt_status prt_sgd_step_values(const prt_kernel_call *c, void *slot) {
+    return prt_optim_step_values(c, &prt_optim_sgd, slot);
+}
+prt_status prt_adam_step_values(const prt_kernel_call *c, void *slot) {
+    return prt_optim_step_values(c, &prt_optim_adam, slot);
+}
+prt_status prt_adamw_step_values(const prt_kernel_call *c, void *slot) {
+    return prt_optim_step_values(c, &prt_optim_adamw, slot);
+}
+prt_status prt_rmsprop_step_values(const prt_kernel_call *c, void *slot) {
+    return prt_optim_step_values(c, &prt_optim_rmsprop, slot);
+}
+
 /* Checks the call: f32 contiguous tensors, a whole number of groups, equal
  * element counts within a group (the verifier has checked shapes; a kernel
  * called directly by a test has not). */

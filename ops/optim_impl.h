@@ -91,6 +91,15 @@ void prt_adam_span(const prt_optim_coef *k, int64_t n, float *restrict p, const 
 /* The coefficients a call of kernel call c uses at its step (tests use it to
  * check the learning rate). */
 prt_status prt_optim_coef_of(const prt_kernel_call *c, const prt_optim_impl *o, prt_optim_coef *k, double *lr);
+/* The CUDA kernels' per-step values (prt_kernel.step_values): this step's
+ * coefficients, exactly prt_optim_coef_of's, as one prt_optim_coef in slot.
+ * One entry point per optimizer for the schemas. */
+#define PRT_OPTIM_STEP_BYTES sizeof(prt_optim_coef)
+prt_status prt_optim_step_values(const prt_kernel_call *c, const prt_optim_impl *o, void *slot);
+prt_status prt_sgd_step_values(const prt_kernel_call *c, void *slot);
+prt_status prt_adam_step_values(const prt_kernel_call *c, void *slot);
+prt_status prt_adamw_step_values(const prt_kernel_call *c, void *slot);
+prt_status prt_rmsprop_step_values(const prt_kernel_call *c, void *slot);
 /* Reference: one parameter after another. */
 prt_status prt_optim_ref(const prt_kernel_call *c, const prt_optim_impl *o);
 /* Fast path: the prefix sum of parameter sizes is built in prepare. */

@@ -67,4 +67,38 @@ prt_status prt_cuda_timer_start(prt_cuda_timer *t);
 prt_status prt_cuda_timer_stop(prt_cuda_timer *t, double *seconds);
 void prt_cuda_timer_destroy(prt_cuda_timer *t);
 
+/* cuBLAS on `stream` (a cudaStream_t; NULL: the compute stream) with the
+ * device's own workspace, allocated when the device was opened: cublasSetStream
+ * resets the handle to cuBLAS's default workspace pool, which a CUDA graph
+ * capture should not allocate from, so the handle is rebound only when the
+ * stream changes and the workspace set again each time. */
+prt_status prt_cuda_cublas_bind(prt_device *dev, void *stream);
+
+/* ---- CUDA graphs (vm/interp.c) -------------------------------------------
+ *
+ *     PRT_CHECK(prt_cuda_capture_begin(dev));            // compute stream, thread-local mode
+ *     ... enqueue the step's work on the compute stream ...
+ *     prt_cuda_graph *g;
+ *     PRT_CHECK(prt_cuda_capture_end(dev, true, &g));    // end and instantiate
+ *     PRT_CHECK(prt_cuda_graph_launch(dev, g));          // each later step
+ *     prt_cuda_graph_destroy(g);
+ */
+typedef struct prt_cuda_graph prt_cuda_graph;
+/* Starts capturing the compute stream (cudaStreamCaptureModeThreadLocal). */
+prt_status prt_cuda_capture_begin(prt_device *dev);
+/* Ends the capture. keep: instantiate the graph into *out (caller frees with
+ * prt_cuda_graph_destroy); a capture that CUDA invalidated (an operation that
+ * cannot be captured was issued) or that does not instantiate is an error
+ * naming the call. !keep: the capture is dropped (*out NULL) and any error it
+ * left is cleared, so the stream can run plainly again. */
+prt_status prt_cuda_capture_end(prt_device *dev, bool keep, prt_cuda_graph **out);
+/* Launches the graph on the compute stream (asynchronous). */
+prt_status prt_cuda_graph_launch(prt_device *dev, prt_cuda_graph *g);
+void prt_cuda_graph_destroy(prt_cuda_graph *g);
+
+/* Page-locked host memory (cudaMallocHost), so that a copy from it is truly
+ * asynchronous. Caller frees with prt_cuda_host_free. */
+prt_status prt_cuda_host_alloc(prt_device *dev, size_t bytes, void **out);
+void prt_cuda_host_free(prt_device *dev, void *p);
+
 #endif

@@ -146,27 +146,240 @@ static prt_status move_io(prt_vm *vm, bool in) {
     return in ? PRT_OK : dev->iface->sync(dev);
 }
 
-prt_status prt_vm_run(prt_vm *vm) {
-    double t0 = vm->trace ? prt_now() : 0;
+/* ---- per-step values and CUDA graphs ---------------------------------------
+ *
+ * A CUDA VM runs its first run plainly (kernels load lazily, cuDNN and cuBLAS
+ * set themselves up), captures the instruction loop of its second run on the
+ * compute stream into a CUDA graph, and from then on launches that graph
+ * instead of interpreting. Inputs go to the device before and outputs come
+ * back after, outside the graph (they are pageable host memory).
+ *
+ * A captured launch keeps the arguments it was captured with, so nothing that
+ * changes between steps may be passed by value: kernels that need such values
+ * (the optimizers' learning rate and coefficients, dropout's counter) declare
+ * prt_kernel.step_bytes and step_values, and read them from their slot of the
+ * VM's step block (prt_kernel_call.step_slot). Before every run, graph or
+ * plain, the VM has each of them write its step's values into the block's
+ * page-locked host mirror and copies the mirror over in one asynchronous copy
+ * on the compute stream, so plain runs and replays execute the same kernels on
+ * the same values.
+ *
+ * What keeps a program from being captured (AUTO then runs plainly and says
+ * why, ON refuses it at prt_vm_create): a communicator whose reductions run on
+ * host threads (MPI; NCCL collectives are captured, runtime/cuda/comm_nccl.c),
+ * synchronised batch norm, and any call whose kernel says so
+ * (prt_kernel.no_capture). A capture CUDA refuses (a capture-unsafe call
+ * during the run) or a program whose loop counters do not come back to their
+ * starting values falls back the same way, recorded in the state. A traced run
+ * (prt_vm_set_trace) runs plainly, to record its instructions. */
+
+static const char *const graph_mode_names[] = {"auto", "off", "on"};
+
+bool prt_cuda_graph_mode_from_name(const char *name, prt_cuda_graph_mode *out) {
+    for (int m = 0; name && m < (int)(sizeof graph_mode_names / sizeof *graph_mode_names); m++)
+        if (strcmp(name, graph_mode_names[m]) == 0) {
+            *out = (prt_cuda_graph_mode)m;
+            return true;
+        }
+    return false;
+}
+
+const char *prt_cuda_graph_mode_name(prt_cuda_graph_mode m) {
+    return (unsigned)m < sizeof graph_mode_names / sizeof *graph_mode_names ? graph_mode_names[m] : "?";
+}
+
+const char *prt_vm_cuda_graph_state(const prt_vm *vm) {
+    if (!vm->cuda) return "off (CPU device)";
+    switch (vm->graph) {
+    case PRT_VM_GRAPH_OFF: return "off";
+    case PRT_VM_GRAPH_REFUSED: return vm->graph_state;
+    case PRT_VM_GRAPH_FIRST: return "pending (the first run is plain, the second is captured)";
+    case PRT_VM_GRAPH_CAPTURE: return "pending (captured at the next run)";
+    case PRT_VM_GRAPH_READY: return "captured";
+    }
+    return "?";
+}
+
+/* AUTO without a graph: the reason goes in the state and, once, in the log. */
+static void graph_refuse(prt_vm *vm, const char *why) {
+    vm->graph = PRT_VM_GRAPH_REFUSED;
+    snprintf(vm->graph_state, sizeof vm->graph_state, "not used: %s", why);
+    prt_log_info(vm->ctx, "program '%s': CUDA graph %s; running plainly", vm->p->name, vm->graph_state);
+}
+
+/* Why the program cannot be captured, or NULL. */
+static const char *capture_blocker(prt_vm *vm, char *buf, size_t cap) {
+    const prt_program *p = vm->p;
+    prt_comm *c = vm->opts.comm;
+    if (c && prt_comm_size(c) > 1 && strcmp(prt_comm_backend(c), "nccl") != 0) {
+        snprintf(buf, cap, "the '%s' communicator reduces gradients on host threads, which a CUDA graph cannot replay",
+                 prt_comm_backend(c));
+        return buf;
+    }
+    if (c && prt_comm_size(c) > 1 && vm->opts.sync_bn && vm->opts.training) {
+        snprintf(buf, cap, "synchronised batch norm reduces its statistics on the host");
+        return buf;
+    }
+    for (int k = 0; k < p->n_k; k++) {
+        if (p->k[k].kind != PRT_CONST_CALL) continue;
+        const prt_vm_call *call = &vm->calls[k];
+        const char *why = call->kernel->no_capture ? call->kernel->no_capture(&call->kc) : NULL;
+        if (why) {
+            snprintf(buf, cap, "call '%s' (%s): %s", call->node, call->op, why);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* CUDA: the step block (one slot per call with per-step values) and the
+ * graph's starting phase. */
+static prt_status setup_graph(prt_vm *vm) {
+    prt_context *ctx = vm->ctx;
+    const prt_program *p = vm->p;
+    vm->graph = PRT_VM_GRAPH_OFF;
+    if (!vm->cuda) return PRT_OK;
+    size_t off = 0;
+    int n = 0;
+    for (int k = 0; k < p->n_k; k++) {
+        if (p->k[k].kind != PRT_CONST_CALL) continue;
+        const prt_kernel *kn = vm->calls[k].kernel;
+        if (!kn->step_values || kn->step_bytes == 0) continue;
+        vm->calls[k].step_off = off;
+        off += (kn->step_bytes + 15) / 16 * 16; /* 16-byte slots: any kernel's struct is aligned */
+        n++;
+    }
+    if (n > 0) {
+        vm->step_calls = prt_calloc(ctx, (size_t)n, sizeof *vm->step_calls);
+        if (!vm->step_calls) return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of memory", p->name);
+        for (int k = 0; k < p->n_k; k++) {
+            if (p->k[k].kind != PRT_CONST_CALL) continue;
+            const prt_kernel *kn = vm->calls[k].kernel;
+            if (kn->step_values && kn->step_bytes > 0) vm->step_calls[vm->n_step_calls++] = k;
+        }
+        void *d = NULL;
+        prt_status st = vm->dev->iface->alloc(vm->dev, off, &d);
+        if (st != PRT_OK) return prt_error_prefix(ctx, st, "program '%s': allocating the per-step values", p->name);
+        vm->step_dev = d;
+        PRT_CHECK(prt_cuda_host_alloc(vm->dev, off, &d));
+        vm->step_host = d;
+        memset(vm->step_host, 0, off);
+        vm->step_bytes = off;
+        for (int i = 0; i < n; i++) {
+            prt_vm_call *c = &vm->calls[vm->step_calls[i]];
+            c->kc.step_slot = vm->step_dev + c->step_off;
+        }
+    }
+    if (vm->opts.cuda_graph == PRT_CUDA_GRAPH_OFF) return PRT_OK;
+    char buf[256];
+    const char *why = capture_blocker(vm, buf, sizeof buf);
+    if (why && vm->opts.cuda_graph == PRT_CUDA_GRAPH_ON)
+        return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': CUDA graph on, but the step cannot be captured: %s",
+                         p->name, why);
+    if (why) {
+        graph_refuse(vm, why);
+        return PRT_OK;
+    }
+    vm->ireg_start = prt_calloc(ctx, (size_t)p->n_regs + 1, sizeof *vm->ireg_start);
+    if (!vm->ireg_start) return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of memory", p->name);
+    vm->graph = PRT_VM_GRAPH_FIRST;
+    return PRT_OK;
+}
+
+/* This step's per-step values into the mirror, then one copy to the device,
+ * ordered on the compute stream before the run's launches. */
+static prt_status upload_step_values(prt_vm *vm) {
+    if (vm->step_bytes == 0) return PRT_OK;
+    prt_device *dev = vm->dev;
+    /* a run that ended with its sync left no copy reading the mirror */
+    if (vm->step_inflight) PRT_CHECK(dev->iface->sync(dev));
+    for (int i = 0; i < vm->n_step_calls; i++) {
+        prt_vm_call *c = &vm->calls[vm->step_calls[i]];
+        c->kc.step = vm->step;
+        prt_status st = c->kernel->step_values(&c->kc, vm->step_host + c->step_off);
+        if (st != PRT_OK)
+            return prt_error_prefix(vm->ctx, st, "program '%s': the per-step values of call '%s' (%s)", vm->p->name,
+                                    c->node, c->op);
+    }
+    vm->step_inflight = true;
+    return dev->iface->copy(dev, vm->step_dev, vm->step_host, vm->step_bytes, PRT_COPY_HOST_TO_DEVICE, NULL);
+}
+
+typedef prt_status (*vm_loop_fn)(prt_vm *vm);
+
+/* The second run: the loop captured, the graph instantiated and launched. A
+ * failed capture ran nothing, so AUTO then runs the step plainly (and keeps
+ * doing so); ON reports it. */
+static prt_status vm_capture(prt_vm *vm, vm_loop_fn loop) {
+    prt_context *ctx = vm->ctx;
+    const prt_program *p = vm->p;
+    size_t nb = (size_t)p->n_regs * sizeof *vm->ireg;
+    memcpy(vm->ireg_start, vm->ireg, nb);
+    prt_status st = prt_cuda_capture_begin(vm->dev);
+    if (st == PRT_OK) {
+        st = loop(vm);
+        prt_cuda_graph *g = NULL;
+        prt_status e = prt_cuda_capture_end(vm->dev, st == PRT_OK, &g);
+        if (st == PRT_OK) st = e;
+        /* the graph replays one path through the loops: it must be every run's */
+        if (st == PRT_OK && memcmp(vm->ireg, vm->ireg_start, nb) != 0) {
+            prt_cuda_graph_destroy(g);
+            st = prt_error(ctx, PRT_ERR_UNSUPPORTED,
+                           "the loop counters end a run with other values than they start it with, so runs differ");
+        } else if (st == PRT_OK) {
+            vm->graph_exec = g;
+            vm->graph = PRT_VM_GRAPH_READY;
+            prt_log_debug(ctx, "program '%s': step captured as a CUDA graph", p->name);
+            return prt_cuda_graph_launch(vm->dev, g);
+        }
+    }
+    if (vm->opts.cuda_graph == PRT_CUDA_GRAPH_ON)
+        return prt_error_prefix(ctx, st, "program '%s': capturing the step as a CUDA graph", p->name);
+    char why[256];
+    snprintf(why, sizeof why, "the capture failed: %s", prt_last_error(ctx));
+    graph_refuse(vm, why);
+    /* the captured instructions did not run: their host effects are undone */
+    memcpy(vm->ireg, vm->ireg_start, nb);
+    for (int b = 0; b < vm->buckets.n; b++) vm->bucket_handle[b] = 0;
+    return loop(vm);
+}
+
+static prt_status vm_exec(prt_vm *vm, vm_loop_fn loop) {
+    if (slow_path(vm)) return vm_exec_slow(vm);
+    if (vm->trace) return loop(vm);
+    switch (vm->graph) {
+    case PRT_VM_GRAPH_READY: return prt_cuda_graph_launch(vm->dev, vm->graph_exec);
+    case PRT_VM_GRAPH_CAPTURE: return vm_capture(vm, loop);
+    case PRT_VM_GRAPH_FIRST: {
+        prt_status st = loop(vm);
+        if (st == PRT_OK) vm->graph = PRT_VM_GRAPH_CAPTURE;
+        return st;
+    }
+    default: return loop(vm);
+    }
+}
+
+static prt_status vm_run_with(prt_vm *vm, vm_loop_fn loop) {
     prt_status st = move_io(vm, true);
-    if (st == PRT_OK) st = slow_path(vm) ? vm_exec_slow(vm) : vm_exec_goto(vm);
+    if (st == PRT_OK) st = upload_step_values(vm);
+    if (st == PRT_OK) st = vm_exec(vm, loop);
     st = drain(vm, st);
     /* NCCL: a hung or failed collective surfaces here, before anything waits on the device */
     if (st == PRT_OK && vm->cuda && vm->opts.comm) st = prt_comm_nccl_check(vm->opts.comm);
     if (st == PRT_OK) st = move_io(vm, false);
-    if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_step, "step", NULL, t0, prt_now(), -1);
+    if (st == PRT_OK) vm->step_inflight = false; /* move_io synchronised the device */
     vm->step++;
     return st;
 }
 
-prt_status prt_vm_run_switch(prt_vm *vm) {
-    prt_status st = move_io(vm, true);
-    if (st == PRT_OK) st = drain(vm, slow_path(vm) ? vm_exec_slow(vm) : vm_exec_switch(vm));
-    if (st == PRT_OK && vm->cuda && vm->opts.comm) st = prt_comm_nccl_check(vm->opts.comm);
-    if (st == PRT_OK) st = move_io(vm, false);
-    vm->step++;
+prt_status prt_vm_run(prt_vm *vm) {
+    double t0 = vm->trace ? prt_now() : 0;
+    prt_status st = vm_run_with(vm, vm_exec_goto);
+    if (vm->trace) prt_trace_span(vm->trace, PRT_TRACE_step, "step", NULL, t0, prt_now(), -1);
     return st;
 }
+
+prt_status prt_vm_run_switch(prt_vm *vm) { return vm_run_with(vm, vm_exec_switch); }
 
 void prt_vm_set_trace(prt_vm *vm, struct prt_trace *trace) { vm->trace = trace; }
 
@@ -471,6 +684,7 @@ prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev
     PRT_CHECK_GOTO(alloc_registers(vm), st, fail);
     PRT_CHECK_GOTO(prepare_calls(vm), st, fail);
     PRT_CHECK_GOTO(setup_buckets(vm), st, fail);
+    PRT_CHECK_GOTO(setup_graph(vm), st, fail);
     *out = vm;
     return PRT_OK;
 fail:
@@ -492,6 +706,11 @@ void prt_vm_destroy(prt_vm *vm) {
     }
     if (vm->regs)
         for (int r = 0; r < p->n_regs; r++) prt_tensor_release(ctx, &vm->regs[r]);
+    prt_cuda_graph_destroy(vm->graph_exec);
+    if (vm->step_dev) vm->dev->iface->free(vm->dev, vm->step_dev);
+    prt_cuda_host_free(vm->dev, vm->step_host);
+    prt_free(ctx, vm->step_calls, 0);
+    prt_free(ctx, vm->ireg_start, 0);
     if (vm->workspace) vm->dev->iface->free(vm->dev, vm->workspace);
     if (vm->persistent) vm->dev->iface->free(vm->dev, vm->persistent);
     if (vm->arena) vm->dev->iface->free(vm->dev, vm->arena);

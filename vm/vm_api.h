@@ -18,6 +18,12 @@
 typedef struct prt_program prt_program;
 typedef struct prt_vm prt_vm;
 
+/* Whether a CUDA VM captures its run as a CUDA graph (docs/gpu.md, "CUDA
+ * graphs"). AUTO: where the program allows it, else plain runs and
+ * prt_vm_cuda_graph_state says why; ON: a program that cannot be captured is an
+ * error at prt_vm_create; OFF: never. Ignored on the CPU. */
+typedef enum prt_cuda_graph_mode { PRT_CUDA_GRAPH_AUTO = 0, PRT_CUDA_GRAPH_OFF, PRT_CUDA_GRAPH_ON } prt_cuda_graph_mode;
+
 typedef struct prt_vm_options {
     bool reference;   /* run the plain C reference kernels instead of the fast paths */
     bool training;    /* training-mode forward (batch-norm batch statistics, dropout) */
@@ -32,7 +38,14 @@ typedef struct prt_vm_options {
      * rank). NULL: one process, the allreduce instructions do nothing. Borrowed. */
     struct prt_comm *comm;
     bool sync_bn;     /* batch norm reduces its statistics over comm (synchronised BN) */
+    /* CUDA device: the first run is plain, the second is captured into a CUDA
+     * graph, later runs launch the graph (default AUTO) */
+    prt_cuda_graph_mode cuda_graph;
 } prt_vm_options;
+
+/* "auto", "off", "on" (the command line's --cuda-graph); false for anything else. */
+bool prt_cuda_graph_mode_from_name(const char *name, prt_cuda_graph_mode *out);
+const char *prt_cuda_graph_mode_name(prt_cuda_graph_mode m);
 
 /* Compiles the graph (params bound) for a batch size into a verified program that
  * does not refer back to the graph. Caller frees with prt_program_destroy. */
@@ -67,6 +80,11 @@ void prt_vm_set_trace(prt_vm *vm, struct prt_trace *trace);
  * persistent block), so all ranks start from the same state. Collective. */
 prt_status prt_vm_broadcast_state(prt_vm *vm, int root);
 uint64_t prt_vm_get_step(const prt_vm *vm);
+/* The VM's CUDA graph, in words: "captured", "off", "off (CPU device)",
+ * "pending (...)" before the capture, or "not used: <reason>" when AUTO found
+ * the program cannot be captured (or the capture failed). Borrowed until the
+ * next run or prt_vm_destroy. */
+const char *prt_vm_cuda_graph_state(const prt_vm *vm);
 int prt_vm_n_inputs(const prt_vm *vm);
 int prt_vm_n_outputs(const prt_vm *vm);
 /* Borrowed until prt_vm_destroy. */

@@ -338,7 +338,17 @@ typedef struct prt_vm_call {
     const char *node;       /* borrowed from the program */
     const char *op;
     bool prepared;          /* kernel->prepare ran, so release is due */
+    size_t step_off;        /* CUDA, kernel->step_values: its slot's offset in the step block */
 } prt_vm_call;
+
+/* Where a CUDA VM is with its CUDA graph (vm/interp.c). */
+typedef enum prt_vm_graph_phase {
+    PRT_VM_GRAPH_OFF,      /* CPU device, or prt_vm_options.cuda_graph OFF */
+    PRT_VM_GRAPH_REFUSED,  /* AUTO, and the program cannot be captured: graph_state says why */
+    PRT_VM_GRAPH_FIRST,    /* the next run is the plain first run (lazy set-up happens there) */
+    PRT_VM_GRAPH_CAPTURE,  /* the next run is captured, then launched */
+    PRT_VM_GRAPH_READY,    /* runs launch graph_exec */
+} prt_vm_graph_phase;
 
 struct prt_vm {
     prt_context *ctx;
@@ -369,6 +379,17 @@ struct prt_vm {
     void *stream;            /* CUDA: the compute stream */
     prt_tensor *host_in, *host_out; /* CUDA: host copies of the inputs and outputs, moved at each run */
     bool straight;           /* no jumps or loops: the slow (traced) loop can run it */
+    /* CUDA: per-step values and the CUDA graph (docs/gpu.md "CUDA graphs") */
+    char *step_dev;          /* the step block: each call's slot of per-step values (device memory) */
+    char *step_host;         /* its page-locked mirror, written before each run, then copied over in one copy */
+    size_t step_bytes;
+    int *step_calls;         /* constants of the calls with step_values */
+    int n_step_calls;
+    bool step_inflight;      /* the mirror's last copy may still be running (that run failed before its sync) */
+    prt_vm_graph_phase graph;
+    struct prt_cuda_graph *graph_exec; /* READY: the captured step */
+    int64_t *ireg_start;     /* the counters when the capture began */
+    char graph_state[320];   /* REFUSED: "not used: <reason>" */
 };
 
 /* Computed-goto dispatch is the default where the compiler has labels as values;

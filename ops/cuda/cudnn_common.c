@@ -38,7 +38,10 @@ prt_status prt_cublas_handle(const prt_kernel_call *c, const char *what, cublasH
         return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s: CUDA kernel called without a CUDA device", what);
     cublasHandle_t h = (cublasHandle_t)prt_cuda_cublas(c->dev);
     if (!h) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s: the CUDA device has no cuBLAS handle", what);
-    if (c->stream) PRT_CUBLAS_TRY(c->ctx, what, cublasSetStream(h, (cudaStream_t)c->stream));
+    /* rebinds only on a change of stream, keeping the device's own workspace
+     * (a CUDA graph capture must not make cuBLAS allocate one) */
+    prt_status st = prt_cuda_cublas_bind(c->dev, c->stream);
+    if (st != PRT_OK) return prt_error_prefix(c->ctx, st, "%s on CUDA", what);
     *out = h;
     return PRT_OK;
 }

@@ -168,8 +168,12 @@ extern "C" prt_status prt_cuda_reduce_to(const prt_kernel_call *c) {
 
 /* ---- dropout --------------------------------------------------------------- */
 
+/* base: the counter base of this step from the call's slot of the VM's step
+ * block (prt_dropout_step_values), so a launch captured in a CUDA graph follows
+ * the step; NULL: k.base as passed. */
 __global__ void dropout_k(const float *x, float *y, int64_t n, uint64_t key, prt_cuda_ctr k, float p,
-                          float keep_scale) {
+                          float keep_scale, const uint64_t *base) {
+    if (base) k.base = *base;
     PRT_CUK_FOR(i, n) y[i] = x[i] * prt_cuda_dropout_mult(key, &k, i, p, keep_scale);
 }
 
@@ -191,7 +195,8 @@ static prt_status dropout_launch(const prt_kernel_call *c, const char *op, uint6
     prt_cuda_ctr k = {hk.base, hk.per, hk.stride, hk.offset};
     /* p = 1 drops everything; the scale is then never used */
     float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(x, y, n, key, k, p, keep_scale);
+    dropout_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(x, y, n, key, k, p, keep_scale,
+                                                                     (const uint64_t *)c->step_slot);
     PRT_CUK_LAUNCHED(c->ctx, op, "dropout_k");
     return PRT_OK;
 }

@@ -11,8 +11,11 @@
  * memory plan), so the tensor table is uploaded once; should a call bring
  * other pointers (or none were known at prepare), run uploads it again,
  * asynchronously on the stream, before the launch. The step's learning rate
- * and coefficients are computed on the host (prt_optim_coef_of) and passed by
- * value. */
+ * and coefficients are computed on the host (prt_optim_coef_of): in a CUDA VM
+ * the VM writes them into the call's slot of its step block
+ * (prt_optim_step_values) and the kernel reads them there, so a launch
+ * captured in a CUDA graph uses each replayed step's values; called directly
+ * (no slot) they are passed by value. */
 #include "ops/cuda/cuda_kern.cuh"
 
 #include <math.h>
@@ -89,9 +92,13 @@ struct rmsprop_u {
     }
 };
 
+/* The coefficients come from kp, the call's slot of the VM's step block, when
+ * there is one (the same launch then serves every step, captured or not), else
+ * by value in kv. */
 template <class U>
-__global__ void optim_k(prt_optim_coef k, const cuopt_tensor *__restrict__ tab, const cuopt_chunk *__restrict__ chunks,
-                        int64_t n_chunks) {
+__global__ void optim_k(const prt_optim_coef *kp, prt_optim_coef kv, const cuopt_tensor *__restrict__ tab,
+                        const cuopt_chunk *__restrict__ chunks, int64_t n_chunks) {
+    const prt_optim_coef k = kp ? *kp : kv;
     for (int64_t ci = blockIdx.x; ci < n_chunks; ci += gridDim.x) {
         cuopt_chunk ch = chunks[ci];
         cuopt_tensor t = tab[ch.t];
@@ -249,11 +256,14 @@ template <class U> static prt_status optim_run(const prt_kernel_call *c, const p
                                       cudaMemcpyHostToDevice, prt_cuk_stream(c)));
         st->uploaded = true;
     }
+    /* in a CUDA VM the step's coefficients are in c->step_slot (prt_optim_step_values) */
+    const prt_optim_coef *kp = (const prt_optim_coef *)c->step_slot;
     prt_optim_coef k;
-    PRT_CHECK(prt_optim_coef_of(c, o, &k, NULL));
+    memset(&k, 0, sizeof k);
+    if (!kp) PRT_CHECK(prt_optim_coef_of(c, o, &k, NULL));
     if (st->n_chunks == 0) return PRT_OK;
     unsigned blocks = (unsigned)(st->n_chunks < 65536 ? st->n_chunks : 65536);
-    optim_k<U><<<blocks, PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(k, st->d_tab, st->d_chunks, st->n_chunks);
+    optim_k<U><<<blocks, PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(kp, k, st->d_tab, st->d_chunks, st->n_chunks);
     PRT_CUK_LAUNCHED(c->ctx, name, "optim_k");
     return PRT_OK;
 }

@@ -83,3 +83,35 @@ bool prt_cuda_memo_get(prt_device *dev, const char *key, void *val, size_t n) {
     (void)dev, (void)key, (void)val, (void)n;
     return false;
 }
+
+static prt_status no_cuda(prt_device *dev, const char *what) {
+    return prt_error(dev->ctx, PRT_ERR_UNSUPPORTED, "%s: this build of Parrots has no CUDA support", what);
+}
+
+prt_status prt_cuda_cublas_bind(prt_device *dev, void *stream) {
+    (void)stream;
+    return no_cuda(dev, "cuBLAS");
+}
+
+prt_status prt_cuda_capture_begin(prt_device *dev) { return no_cuda(dev, "CUDA graph capture"); }
+
+prt_status prt_cuda_capture_end(prt_device *dev, bool keep, prt_cuda_graph **out) {
+    (void)keep;
+    *out = NULL;
+    return no_cuda(dev, "CUDA graph capture");
+}
+
+prt_status prt_cuda_graph_launch(prt_device *dev, prt_cuda_graph *g) {
+    (void)g;
+    return no_cuda(dev, "CUDA graph launch");
+}
+
+void prt_cuda_graph_destroy(prt_cuda_graph *g) { (void)g; }
+
+prt_status prt_cuda_host_alloc(prt_device *dev, size_t bytes, void **out) {
+    (void)bytes;
+    *out = NULL;
+    return no_cuda(dev, "page-locked host memory");
+}
+
+void prt_cuda_host_free(prt_device *dev, void *p) { (void)dev, (void)p; }

@@ -32,6 +32,10 @@ typedef struct cuda_impl {
     struct prt_stream streams[2]; /* PRT_CUDA_COMPUTE, PRT_CUDA_COMM */
     cublasHandle_t cublas;
     cudnnHandle_t cudnn;
+    /* cuBLAS's workspace, ours (one cudaMalloc at open, not in allocs): a CUDA
+     * graph capture must not make cuBLAS allocate */
+    void *cublas_ws;
+    cudaStream_t cublas_stream; /* the stream the handle is bound to */
     /* live allocations: free() gets no size, and the arena design keeps this a handful */
     cuda_alloc *allocs;
     int nallocs, cap_allocs;
@@ -47,6 +51,9 @@ typedef struct cuda_memo {
 } cuda_memo;
 
 static const prt_device_iface cuda_iface;
+
+/* cuBLAS recommends at least 32 MiB of workspace on Hopper (4 MiB before). */
+#define CUBLAS_WS_BYTES (32 << 20)
 
 static cuda_impl *impl_of(const prt_device *dev) { return dev->impl; }
 
@@ -259,8 +266,9 @@ prt_status prt_cuda_device_create(prt_context *ctx, int index, prt_device **out)
     cudaStream_t compute = d->streams[PRT_CUDA_COMPUTE].handle;
     PRT_CUBLAS_CHECK_GOTO(ctx, cublasCreate(&d->cublas), st, fail, "creating the cuBLAS handle of CUDA device %d",
                           index);
-    PRT_CUBLAS_CHECK_GOTO(ctx, cublasSetStream(d->cublas, compute), st, fail,
-                          "binding cuBLAS to the compute stream of CUDA device %d", index);
+    PRT_CUDA_CHECK_GOTO(ctx, cudaMalloc(&d->cublas_ws, CUBLAS_WS_BYTES), st, fail,
+                        "allocating cuBLAS's workspace (%d MiB) on CUDA device %d", CUBLAS_WS_BYTES >> 20, index);
+    PRT_CHECK_GOTO(prt_cuda_cublas_bind(dev, compute), st, fail);
     PRT_CUDNN_CHECK_GOTO(ctx, cudnnCreate(&d->cudnn), st, fail, "creating the cuDNN handle of CUDA device %d",
                          index);
     PRT_CUDNN_CHECK_GOTO(ctx, cudnnSetStream(d->cudnn, compute), st, fail,
@@ -290,6 +298,7 @@ void prt_cuda_device_destroy(prt_device *dev) {
     for (int i = 0; i < d->nallocs; i++) (void)cudaFree(d->allocs[i].ptr);
     if (d->cudnn) (void)cudnnDestroy(d->cudnn);
     if (d->cublas) (void)cublasDestroy(d->cublas);
+    if (d->cublas_ws) (void)cudaFree(d->cublas_ws);
     for (int i = 0; i < 2; i++)
         if (d->streams[i].handle) (void)cudaStreamDestroy(d->streams[i].handle);
     prt_free(ctx, d->allocs, (size_t)d->cap_allocs * sizeof *d->allocs);
@@ -422,4 +431,93 @@ void prt_cuda_timer_destroy(prt_cuda_timer *t) {
     if (t->start) cudaEventDestroy(t->start);
     if (t->stop) cudaEventDestroy(t->stop);
     prt_free(t->dev->ctx, t, sizeof *t);
+}
+
+prt_status prt_cuda_cublas_bind(prt_device *dev, void *stream) {
+    if (!prt_device_is_cuda(dev))
+        return prt_error(dev->ctx, PRT_ERR_INTERNAL, "cuBLAS: device %d is not a CUDA device", dev->index);
+    cuda_impl *d = impl_of(dev);
+    cudaStream_t s = stream ? (cudaStream_t)stream : d->streams[PRT_CUDA_COMPUTE].handle;
+    if (d->cublas_stream == s && d->cublas_stream) return PRT_OK;
+    PRT_CUBLAS_CHECK(dev->ctx, cublasSetStream(d->cublas, s), "binding cuBLAS to a stream of CUDA device %d",
+                     dev->index);
+    /* cublasSetStream went back to the default workspace pool */
+    PRT_CUBLAS_CHECK(dev->ctx, cublasSetWorkspace(d->cublas, d->cublas_ws, CUBLAS_WS_BYTES),
+                     "giving cuBLAS its workspace on CUDA device %d", dev->index);
+    d->cublas_stream = s;
+    return PRT_OK;
+}
+
+/* ---- CUDA graphs -------------------------------------------------------- */
+
+struct prt_cuda_graph {
+    prt_context *ctx;
+    cudaGraphExec_t exec;
+};
+
+prt_status prt_cuda_capture_begin(prt_device *dev) {
+    PRT_CHECK(make_current(dev));
+    /* thread-local: a capture-unsafe call (a synchronous copy, a cudaMalloc)
+     * from this thread invalidates the capture, other threads are unaffected */
+    PRT_CUDA_CHECK(dev->ctx,
+                   cudaStreamBeginCapture(impl_of(dev)->streams[PRT_CUDA_COMPUTE].handle,
+                                          cudaStreamCaptureModeThreadLocal),
+                   "starting to capture the compute stream of CUDA device %d", dev->index);
+    return PRT_OK;
+}
+
+prt_status prt_cuda_capture_end(prt_device *dev, bool keep, prt_cuda_graph **out) {
+    *out = NULL;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(impl_of(dev)->streams[PRT_CUDA_COMPUTE].handle, &graph);
+    if (!keep || e != cudaSuccess) {
+        if (graph) (void)cudaGraphDestroy(graph);
+        /* capture errors are not sticky: clear them so the next call starts clean */
+        (void)cudaGetLastError();
+        if (!keep) return PRT_OK;
+        return prt_cuda_error(dev->ctx, e, "cudaStreamEndCapture", "capturing the step on CUDA device %d",
+                              dev->index);
+    }
+    prt_cuda_graph *g = prt_calloc(dev->ctx, 1, sizeof *g);
+    if (!g) {
+        (void)cudaGraphDestroy(graph);
+        return prt_error(dev->ctx, PRT_ERR_NOMEM, "CUDA device %d: out of memory for a CUDA graph", dev->index);
+    }
+    g->ctx = dev->ctx;
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    /* the executable graph is independent of the graph it was made from */
+    (void)cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        prt_free(dev->ctx, g, sizeof *g);
+        return prt_cuda_error(dev->ctx, e, "cudaGraphInstantiate", "instantiating the captured step on CUDA device %d",
+                              dev->index);
+    }
+    *out = g;
+    return PRT_OK;
+}
+
+prt_status prt_cuda_graph_launch(prt_device *dev, prt_cuda_graph *g) {
+    PRT_CUDA_CHECK(dev->ctx, cudaGraphLaunch(g->exec, impl_of(dev)->streams[PRT_CUDA_COMPUTE].handle),
+                   "launching the captured step on CUDA device %d", dev->index);
+    return PRT_OK;
+}
+
+void prt_cuda_graph_destroy(prt_cuda_graph *g) {
+    if (!g) return;
+    (void)cudaGraphExecDestroy(g->exec);
+    prt_free(g->ctx, g, sizeof *g);
+}
+
+prt_status prt_cuda_host_alloc(prt_device *dev, size_t bytes, void **out) {
+    *out = NULL;
+    PRT_CHECK(make_current(dev));
+    PRT_CUDA_CHECK(dev->ctx, cudaMallocHost(out, bytes ? bytes : 1),
+                   "allocating %zu bytes of page-locked host memory for CUDA device %d", bytes, dev->index);
+    return PRT_OK;
+}
+
+void prt_cuda_host_free(prt_device *dev, void *p) {
+    (void)dev;
+    if (p) (void)cudaFreeHost(p);
 }
