@@ -340,6 +340,10 @@ typedef struct prt_vm_call {
     bool prepared;          /* kernel->prepare ran, so release is due */
 } prt_vm_call;
 
+/* The host view of persistent register r (a parameter or state): the register
+ * itself on the CPU, its mirror on a CUDA device (see prt_vm_pull_state). */
+prt_tensor *prt_vm_state_reg(prt_vm *vm, int r);
+
 struct prt_vm {
     prt_context *ctx;
     const prt_program *p;  /* borrowed: keep the program alive until prt_vm_destroy */
@@ -368,6 +372,7 @@ struct prt_vm {
     bool cuda;               /* dev is a CUDA device: kernels from schema->cuda */
     void *stream;            /* CUDA: the compute stream */
     prt_tensor *host_in, *host_out; /* CUDA: host copies of the inputs and outputs, moved at each run */
+    prt_tensor *host_state; void *host_block; /* CUDA: the state's host mirror (prt_vm_pull_state), per register */
     bool straight;           /* no jumps or loops: the slow (traced) loop can run it */
 };
 
