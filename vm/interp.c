@@ -456,10 +456,12 @@ static prt_status setup_device(prt_vm *vm) {
 
 static bool is_state(const prt_reg *g) { return g->kind == PRT_REG_PARAM || g->kind == PRT_REG_STATE; }
 
-/* CUDA: host tensors shaped like the state, laid out like the device's (planned:
- * one block at the plan's offsets, so a pull or push is one copy). */
+/* Any device but the context's CPU (whose memory the host may not read, like
+ * init_param's rule): host tensors shaped like the state, laid out like the
+ * device's (planned: one block at the plan's offsets, so a pull or push is one
+ * copy). tests/test_vm_state.c runs it on a second handle of the CPU device. */
 static prt_status setup_mirror(prt_vm *vm) {
-    if (!vm->cuda) return PRT_OK;
+    if (vm->dev == prt_cpu_device(vm->ctx)) return PRT_OK;
     prt_context *ctx = vm->ctx;
     const prt_program *p = vm->p;
     vm->host_state = prt_calloc(ctx, (size_t)p->n_regs + 1, sizeof *vm->host_state);
@@ -482,7 +484,7 @@ static prt_status setup_mirror(prt_vm *vm) {
 }
 
 static prt_status move_state(prt_vm *vm, bool pull) {
-    if (!vm->cuda) return PRT_OK;
+    if (!vm->host_state) return PRT_OK;
     prt_device *dev = vm->dev;
     const prt_program *p = vm->p;
     prt_copy_kind k = pull ? PRT_COPY_DEVICE_TO_HOST : PRT_COPY_HOST_TO_DEVICE;
@@ -502,7 +504,7 @@ static prt_status move_state(prt_vm *vm, bool pull) {
     }
     if (st == PRT_OK) st = dev->iface->sync(dev);
     if (st != PRT_OK)
-        return prt_error_prefix(vm->ctx, st, "program '%s': copying the parameters and state %s the GPU", p->name,
+        return prt_error_prefix(vm->ctx, st, "program '%s': copying the parameters and state %s the device", p->name,
                                 pull ? "from" : "to");
     return PRT_OK;
 }
@@ -512,7 +514,7 @@ prt_status prt_vm_push_state(prt_vm *vm) { return move_state(vm, false); }
 
 prt_tensor *prt_vm_state_reg(prt_vm *vm, int r) {
     if (r < 0 || r >= vm->p->n_regs || !is_state(&vm->p->regs[r])) return NULL;
-    return vm->cuda ? &vm->host_state[r] : &vm->regs[r];
+    return vm->host_state ? &vm->host_state[r] : &vm->regs[r];
 }
 
 prt_tensor *prt_vm_state(prt_vm *vm, const char *name) {

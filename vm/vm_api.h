@@ -92,10 +92,10 @@ prt_tensor *prt_vm_find(prt_vm *vm, const char *name);
  *     ... read w, or write it and then ...
  *     PRT_CHECK(prt_vm_push_state(vm));                    // mirror -> device, synchronised
  *
- * Pull before writing too: push sends the whole mirror. On the CPU the mirror is
- * the state itself and both calls do nothing. On a CUDA device the mirror is
- * allocated with the VM (untouched host pages cost nothing) and holds stale
- * values after a run until the next pull. */
+ * Pull before writing too: push sends the whole mirror. On the context's CPU
+ * device the mirror is the state itself and both calls do nothing. On any other
+ * (CUDA) the mirror is allocated with the VM (untouched host pages cost nothing)
+ * and holds stale values after a run until the next pull. */
 prt_status prt_vm_pull_state(prt_vm *vm);
 prt_status prt_vm_push_state(prt_vm *vm);
 /* The host view of parameter or state tensor `name`, or NULL when it is not one.

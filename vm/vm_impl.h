@@ -341,7 +341,7 @@ typedef struct prt_vm_call {
 } prt_vm_call;
 
 /* The host view of persistent register r (a parameter or state): the register
- * itself on the CPU, its mirror on a CUDA device (see prt_vm_pull_state). */
+ * itself on the CPU device, its host mirror on any other (see prt_vm_pull_state). */
 prt_tensor *prt_vm_state_reg(prt_vm *vm, int r);
 
 struct prt_vm {
@@ -372,7 +372,8 @@ struct prt_vm {
     bool cuda;               /* dev is a CUDA device: kernels from schema->cuda */
     void *stream;            /* CUDA: the compute stream */
     prt_tensor *host_in, *host_out; /* CUDA: host copies of the inputs and outputs, moved at each run */
-    prt_tensor *host_state; void *host_block; /* CUDA: the state's host mirror (prt_vm_pull_state), per register */
+    prt_tensor *host_state;  /* not the CPU device: the state's host mirror (prt_vm_pull_state), per register */
+    void *host_block;        /* planned: the mirror's one block, laid out as the persistent block */
     bool straight;           /* no jumps or loops: the slow (traced) loop can run it */
 };
 
