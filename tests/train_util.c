@@ -89,13 +89,14 @@ double tr_params_l2(tr_net *a, tr_net *b) {
     return sqrt(d2 / (r2 > 0 ? r2 : 1));
 }
 
-double tr_state_worst(tr_net *a, tr_net *b, const char **which) {
+double tr_state_worst(tr_net *a, tr_net *b, bool params_only, const char **which) {
     pull(a);
     pull(b);
     double worst = 0;
     *which = "";
     for (int r = 0; r < a->p->n_regs; r++) {
-        if (a->p->regs[r].kind != PRT_REG_PARAM && a->p->regs[r].kind != PRT_REG_STATE) continue;
+        prt_reg_kind k = a->p->regs[r].kind;
+        if (k != PRT_REG_PARAM && (params_only || k != PRT_REG_STATE)) continue;
         const char *name = a->p->regs[r].name;
         const prt_tensor *x = prt_vm_state(a->vm, name), *y = prt_vm_state(b->vm, name);
         ck_assert_msg(x && y, "'%s' missing", name);

@@ -37,8 +37,9 @@ void tr_step(tr_net *n, int64_t s);
 /* |a - b|_2 / |b|_2 over every trainable parameter as one vector (both pulled
  * first). */
 double tr_params_l2(tr_net *a, tr_net *b);
-/* The largest |a - b| / max|b| over the parameter and state tensors, and which. */
-double tr_state_worst(tr_net *a, tr_net *b, const char **which);
+/* The largest |a - b| / max|b| of a tensor over the parameters (params_only) or
+ * the parameter and state tensors, and which tensor. */
+double tr_state_worst(tr_net *a, tr_net *b, bool params_only, const char **which);
 /* The loss of the last run (an output: host memory on every device). */
 double tr_loss(tr_net *n);
 
