@@ -543,8 +543,11 @@ static prt_status open_comm(trainer *t) {
     t->size = prt_comm_size(t->comm);
     if (nccl) {
         t->boot = t->comm;
+        /* every rank learns of a rank without its GPU, instead of waiting for it in NCCL's set-up */
+        prt_status st = prt_cuda_device_create(t->ctx, t->a.gpu_index + t->boot->local_rank, &t->gpu);
+        st = agree(t, st, "opening the GPUs");
         t->comm = NULL;
-        PRT_CHECK(prt_cuda_device_create(t->ctx, t->a.gpu_index + t->boot->local_rank, &t->gpu));
+        PRT_CHECK(st);
         PRT_CHECK(prt_comm_create_nccl(t->ctx, &o, t->boot, t->gpu, &t->comm));
     }
     /* ranks sharing a machine share its cores */
