@@ -5,6 +5,7 @@
  *
  *     build-gpu/bench/gpu_train [--net examples/polynet.yaml] [--batch 32] [--infer]
  *                               [--steps 20] [--warmup 5] [--recompute none|cheap|segments]
+ *                               [--cuda-graph auto|on|off]
  *
  * Inputs are fixed pseudo-random values (never all zeros). A step's time is
  * measured twice: by CUDA events on the compute stream around prt_vm_run
@@ -39,7 +40,7 @@ static int cmp_double(const void *a, const void *b) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: gpu_train [--net NET.yaml] [--batch N] [--infer] [--steps N] [--warmup N] "
-               "[--recompute none|cheap|segments]\n");
+               "[--recompute none|cheap|segments] [--cuda-graph auto|on|off]\n");
 }
 
 int main(int argc, char **argv) {
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
     long long batch = 32, steps = 20, warmup = 5;
     bool infer = false;
     prt_recompute_mode mode = PRT_RECOMPUTE_cheap;
+    prt_cuda_graph_mode graph_mode = PRT_CUDA_GRAPH_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
@@ -63,6 +65,8 @@ int main(int argc, char **argv) {
         } else if (v && !strcmp(a, "--warmup")) {
             warmup = atoll(v), i++;
         } else if (v && !strcmp(a, "--recompute") && prt_recompute_mode_from_name(v, &mode)) {
+            i++;
+        } else if (v && !strcmp(a, "--cuda-graph") && prt_cuda_graph_mode_from_name(v, &graph_mode)) {
             i++;
         } else {
             usage(stderr);
@@ -103,7 +107,7 @@ int main(int argc, char **argv) {
         if (prt_vm_compile(g, batch, &p) != PRT_OK) die(ctx, "compile");
     }
     prt_vm *vm;
-    prt_vm_options o = {.training = !infer};
+    prt_vm_options o = {.training = !infer, .cuda_graph = graph_mode};
     if (prt_vm_create(ctx, p, gpu, &o, &vm) != PRT_OK) die(ctx, "program on the GPU");
     for (int i = 0; i < prt_vm_n_inputs(vm); i++) {
         prt_tensor *t = prt_vm_input(vm, i);
@@ -135,10 +139,10 @@ int main(int argc, char **argv) {
     printf("{\"framework\": \"parrots\", \"mode\": \"%s\", \"precision\": \"fp32\", \"batch\": %lld, "
            "\"images_per_s\": %.1f, \"step_ms_median\": %.2f, \"host_step_ms_median\": %.2f, "
            "\"peak_mem_gib\": %.3f, \"planned_gib\": %.3f, \"driver_used_gib\": %.3f, \"steps\": %lld, "
-           "\"device\": \"%s\"}\n",
+           "\"cuda_graph\": \"%s\", \"device\": \"%s\"}\n",
            infer ? "infer" : "train", batch, (double)batch / med, 1e3 * med, 1e3 * th[steps / 2],
            (double)prt_cuda_peak_bytes(gpu) / gib, (double)(p->plan ? p->plan->total_bytes : 0) / gib,
-           (double)used / gib, steps, name);
+           (double)used / gib, steps, prt_vm_cuda_graph_state(vm), name);
     free(t);
     free(th);
     prt_vm_destroy(vm);

@@ -304,14 +304,16 @@ prt_status prt_ckpt_save(prt_context *ctx, const char *dir, uint64_t graph_hash,
         s = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
         goto done;
     }
+    /* a GPU's state through its host mirror */
+    PRT_CHECK_GOTO(prt_vm_pull_state(vm), s, done);
     int k = 0;
     for (int r = 0; r < p->n_regs; r++) {
         const prt_reg *g = &p->regs[r];
         if (!persistent_reg(g)) continue;
-        const prt_tensor *t = &vm->regs[r];
+        const prt_tensor *t = prt_vm_state_reg(vm, r);
         size_t nbytes;
         PRT_CHECK_GOTO(prt_shape_nbytes(ctx, &t->shape, t->dtype, &nbytes), s, done);
-        if (!t->data || !prt_tensor_is_contiguous(t)) {
+        if (!t || !t->data || !prt_tensor_is_contiguous(t)) {
             s = prt_error(ctx, PRT_ERR_INTERNAL, "%s: tensor '%s' has no contiguous host storage", dir, g->name);
             goto done;
         }
@@ -785,16 +787,20 @@ prt_status prt_ckpt_restore(prt_context *ctx, const prt_ckpt *ck, uint64_t graph
         const CkTensor *t = m->tensors[i];
         int r;
         prt_strtab_get(vm->names, t->name, &r);
-        prt_tensor *dst = &vm->regs[r];
-        if (!dst->data || !prt_tensor_is_contiguous(dst))
+        prt_tensor *dst = prt_vm_state_reg(vm, r);
+        if (!dst || !dst->data || !prt_tensor_is_contiguous(dst))
             return prt_error(ctx, PRT_ERR_INTERNAL, "tensor '%s' has no contiguous host storage", t->name);
     }
+    /* every state tensor is in the file (checked), but push sends the whole
+     * mirror: pull first so that nothing else in it is stale */
+    PRT_CHECK(prt_vm_pull_state(vm));
     for (size_t i = 0; i < m->n_tensors; i++) {
         const CkTensor *t = m->tensors[i];
         int r;
         prt_strtab_get(vm->names, t->name, &r);
-        if (t->data.len) memcpy(vm->regs[r].data, t->data.data, t->data.len);
+        if (t->data.len) memcpy(prt_vm_state_reg(vm, r)->data, t->data.data, t->data.len);
     }
+    PRT_CHECK(prt_vm_push_state(vm));
     prt_vm_set_step(vm, (uint64_t)ck->st.global_step);
     return PRT_OK;
 }

@@ -77,7 +77,8 @@ typedef struct prt_ckpt prt_ckpt; /* a read, CRC-checked, unpacked and validated
 prt_status prt_ckpt_graph_hash(const prt_graph *g, uint64_t *out);
 
 void prt_ckpt_save_defaults(prt_ckpt_save_options *o);
-/* Writes every PARAM and STATE register of vm (host memory) with st, atomically,
+/* Writes every PARAM and STATE register of vm (on any device: read through
+ * prt_vm_pull_state's host mirror) with st, atomically,
  * as DIR/ckpt-<st->global_step, 12 digits>.prtc, creating DIR if missing, then
  * deletes all but the newest o->keep checkpoints. *path_out (may be NULL; caller
  * frees with prt_free(ctx, p, 0)) gets the file's name. */

@@ -165,11 +165,12 @@ prt_status prt_weights_save(prt_context *ctx, const char *path, const prt_graph 
         st = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
         goto done;
     }
+    PRT_CHECK_GOTO(prt_vm_pull_state(vm), st, done);
     int k = 0;
     for (int i = 0; i < g->n_values; i++) {
         const prt_value *v = &g->values[i];
         if (!persistent(v)) continue;
-        const prt_tensor *t = prt_vm_find(vm, v->name);
+        const prt_tensor *t = prt_vm_state(vm, v->name);
         if (!t) {
             st = prt_error(ctx, PRT_ERR_INTERNAL, "%s: the program has no tensor '%s'", path, v->name);
             goto done;
@@ -463,7 +464,7 @@ prt_status prt_weights_apply(prt_context *ctx, const prt_weights *w, const prt_g
         const prt_value *v = &g->values[i];
         if (!persistent(v)) continue;
         n_persist++;
-        const prt_tensor *dst = prt_vm_find(vm, v->name);
+        const prt_tensor *dst = prt_vm_state(vm, v->name);
         if (!dst) return prt_error(ctx, PRT_ERR_INTERNAL, "the program of '%s' has no tensor '%s'", g->name, v->name);
         const prt_weights_tensor *t = prt_weights_find(w, v->name);
         if (!t)
@@ -485,23 +486,27 @@ prt_status prt_weights_apply(prt_context *ctx, const prt_weights *w, const prt_g
                                  w->path, (long long)w->t[k].offset, w->t[k].name, g->name);
         }
     }
+    PRT_CHECK(prt_vm_pull_state(vm)); /* push sends the whole mirror */
     for (int i = 0; i < g->n_values; i++) {
         const prt_value *v = &g->values[i];
         if (!persistent(v)) continue;
-        prt_tensor *dst = prt_vm_find(vm, v->name);
+        prt_tensor *dst = prt_vm_state(vm, v->name);
         const prt_weights_tensor *t = prt_weights_find(w, v->name);
         load_le(dst->data, t->data, t->nbytes, prt_dtype_size(t->dtype));
     }
+    PRT_CHECK(prt_vm_push_state(vm));
     return st;
 }
 
 prt_status prt_weights_copy_vm(prt_context *ctx, const prt_graph *g, prt_vm *src, prt_vm *dst) {
     char b1[160], b2[160];
+    PRT_CHECK(prt_vm_pull_state(src));
+    PRT_CHECK(prt_vm_pull_state(dst)); /* push sends the whole mirror */
     for (int i = 0; i < g->n_values; i++) {
         const prt_value *v = &g->values[i];
         if (!persistent(v)) continue;
-        const prt_tensor *s = prt_vm_find(src, v->name);
-        prt_tensor *d = prt_vm_find(dst, v->name);
+        const prt_tensor *s = prt_vm_state(src, v->name);
+        prt_tensor *d = prt_vm_state(dst, v->name);
         if (!s || !d)
             return prt_error(ctx, PRT_ERR_INTERNAL, "copying weights: the %s program has no tensor '%s'",
                              s ? "destination" : "source", v->name);
@@ -512,5 +517,5 @@ prt_status prt_weights_copy_vm(prt_context *ctx, const prt_graph *g, prt_vm *src
         PRT_CHECK(prt_shape_nbytes(ctx, &s->shape, s->dtype, &nbytes));
         memcpy(d->data, s->data, nbytes);
     }
-    return PRT_OK;
+    return prt_vm_push_state(dst);
 }

@@ -46,7 +46,7 @@ typedef struct prt_weights {
 prt_status prt_weights_write(prt_context *ctx, const char *path, int n, const char *const *names,
                              const prt_tensor *const *tensors);
 /* Writes every parameter and state value of g (in value order), taking the data
- * from vm's tensor of the same name. */
+ * from vm's tensor of the same name (any device: through prt_vm_pull_state). */
 prt_status prt_weights_save(prt_context *ctx, const char *path, const prt_graph *g, prt_vm *vm);
 
 /* Reads and validates a whole weights file: magic, version, every length, ndim,
@@ -61,13 +61,15 @@ void prt_weights_destroy(prt_context *ctx, prt_weights *w);
 /* The tensor named `name`, or NULL. */
 const prt_weights_tensor *prt_weights_find(const prt_weights *w, const char *name);
 
-/* Copies the file's tensors into vm: every parameter and state value of g must be
- * in the file with the same dtype and shape, and the file may hold nothing else.
- * Nothing is copied unless everything matches. */
+/* Copies the file's tensors into vm (any device: through its host mirror and
+ * prt_vm_push_state): every parameter and state value of g must be in the file
+ * with the same dtype and shape, and the file may hold nothing else. Nothing is
+ * copied unless everything matches. */
 prt_status prt_weights_apply(prt_context *ctx, const prt_weights *w, const prt_graph *g, prt_vm *vm);
 
 /* Copies every parameter and state tensor of g from vm `src` into vm `dst` by
- * name (training VM -> inference VM). Both must have them with equal shapes. */
+ * name (training VM -> inference VM), on any devices (through both host
+ * mirrors). Both must have them with equal shapes. */
 prt_status prt_weights_copy_vm(prt_context *ctx, const prt_graph *g, prt_vm *src, prt_vm *dst);
 
 #endif

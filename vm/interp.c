@@ -640,6 +640,11 @@ static prt_status setup_device(prt_vm *vm) {
     if (vm->opts.poison)
         return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': the poisoned debug run is CPU-only", p->name);
     vm->stream = prt_cuda_stream(vm->dev, PRT_CUDA_COMPUTE);
+    /* the gradients and the state are device memory: only NCCL takes them */
+    if (vm->opts.comm && prt_comm_size(vm->opts.comm) > 1 && strcmp(prt_comm_backend(vm->opts.comm), "nccl"))
+        return prt_error(ctx, PRT_ERR_UNSUPPORTED,
+                         "program '%s': data-parallel training on a GPU needs the NCCL communicator, not '%s'",
+                         p->name, prt_comm_backend(vm->opts.comm));
     if (p->plan) {
         prt_mem_plan_options o = {.cuda_workspaces = true};
         PRT_CHECK(prt_mem_plan_build_opts(ctx, p, &o, &vm->own_plan));
@@ -658,6 +663,76 @@ static prt_status setup_device(prt_vm *vm) {
         PRT_CHECK(prt_tensor_alloc(ctx, prt_cpu_device(ctx), g->dtype, &g->shape, &vm->host_out[i]));
     }
     return PRT_OK;
+}
+
+/* ---- the persistent state's host mirror ------------------------------------- */
+
+static bool is_state(const prt_reg *g) { return g->kind == PRT_REG_PARAM || g->kind == PRT_REG_STATE; }
+
+/* Any device but the context's CPU (whose memory the host may not read, like
+ * init_param's rule): host tensors shaped like the state, laid out like the
+ * device's (planned: one block at the plan's offsets, so a pull or push is one
+ * copy). tests/test_vm_state.c runs it on a second handle of the CPU device. */
+static prt_status setup_mirror(prt_vm *vm) {
+    if (vm->dev == prt_cpu_device(vm->ctx)) return PRT_OK;
+    prt_context *ctx = vm->ctx;
+    const prt_program *p = vm->p;
+    vm->host_state = prt_calloc(ctx, (size_t)p->n_regs + 1, sizeof *vm->host_state);
+    if (!vm->host_state) return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of memory", p->name);
+    if (vm->persistent) {
+        vm->host_block = prt_malloc(ctx, vm->plan->persistent_bytes);
+        if (!vm->host_block)
+            return prt_error(ctx, PRT_ERR_NOMEM, "program '%s': out of host memory for the state's mirror (%zu bytes)",
+                             p->name, vm->plan->persistent_bytes);
+    }
+    for (int r = 0; r < p->n_regs; r++) {
+        const prt_reg *g = &p->regs[r];
+        if (!is_state(g)) continue;
+        if (vm->host_block)
+            prt_tensor_wrap(&vm->host_state[r], (char *)vm->host_block + vm->plan->reg_offset[r], g->dtype, &g->shape);
+        else
+            PRT_CHECK(prt_tensor_alloc(ctx, prt_cpu_device(ctx), g->dtype, &g->shape, &vm->host_state[r]));
+    }
+    return PRT_OK;
+}
+
+static prt_status move_state(prt_vm *vm, bool pull) {
+    if (!vm->host_state) return PRT_OK;
+    prt_device *dev = vm->dev;
+    const prt_program *p = vm->p;
+    prt_copy_kind k = pull ? PRT_COPY_DEVICE_TO_HOST : PRT_COPY_HOST_TO_DEVICE;
+    prt_status st = PRT_OK;
+    if (vm->host_block) {
+        size_t n = vm->plan->persistent_bytes;
+        st = pull ? dev->iface->copy(dev, vm->host_block, vm->persistent, n, k, NULL)
+                  : dev->iface->copy(dev, vm->persistent, vm->host_block, n, k, NULL);
+    } else {
+        for (int r = 0; r < p->n_regs && st == PRT_OK; r++) {
+            if (!is_state(&p->regs[r])) continue;
+            size_t n;
+            PRT_CHECK(prt_shape_nbytes(vm->ctx, &p->regs[r].shape, p->regs[r].dtype, &n));
+            st = pull ? dev->iface->copy(dev, vm->host_state[r].data, vm->regs[r].data, n, k, NULL)
+                      : dev->iface->copy(dev, vm->regs[r].data, vm->host_state[r].data, n, k, NULL);
+        }
+    }
+    if (st == PRT_OK) st = dev->iface->sync(dev);
+    if (st != PRT_OK)
+        return prt_error_prefix(vm->ctx, st, "program '%s': copying the parameters and state %s the device", p->name,
+                                pull ? "from" : "to");
+    return PRT_OK;
+}
+
+prt_status prt_vm_pull_state(prt_vm *vm) { return move_state(vm, true); }
+prt_status prt_vm_push_state(prt_vm *vm) { return move_state(vm, false); }
+
+prt_tensor *prt_vm_state_reg(prt_vm *vm, int r) {
+    if (r < 0 || r >= vm->p->n_regs || !is_state(&vm->p->regs[r])) return NULL;
+    return vm->host_state ? &vm->host_state[r] : &vm->regs[r];
+}
+
+prt_tensor *prt_vm_state(prt_vm *vm, const char *name) {
+    int r;
+    return prt_strtab_get(vm->names, name, &r) ? prt_vm_state_reg(vm, r) : NULL;
 }
 
 prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev,
@@ -682,6 +757,7 @@ prt_status prt_vm_create(prt_context *ctx, const prt_program *p, prt_device *dev
     PRT_CHECK_GOTO(prt_strtab_create(ctx, &vm->names), st, fail);
     PRT_CHECK_GOTO(setup_device(vm), st, fail);
     PRT_CHECK_GOTO(alloc_registers(vm), st, fail);
+    PRT_CHECK_GOTO(setup_mirror(vm), st, fail);
     PRT_CHECK_GOTO(prepare_calls(vm), st, fail);
     PRT_CHECK_GOTO(setup_buckets(vm), st, fail);
     PRT_CHECK_GOTO(setup_graph(vm), st, fail);
@@ -717,6 +793,10 @@ void prt_vm_destroy(prt_vm *vm) {
     prt_bucket_table_free(ctx, &vm->buckets);
     for (int i = 0; vm->host_in && i < p->n_inputs; i++) prt_tensor_release(ctx, &vm->host_in[i]);
     for (int i = 0; vm->host_out && i < p->n_outputs; i++) prt_tensor_release(ctx, &vm->host_out[i]);
+    for (int r = 0; vm->host_state && !vm->host_block && r < p->n_regs; r++)
+        prt_tensor_release(ctx, &vm->host_state[r]);
+    prt_free(ctx, vm->host_state, 0);
+    prt_free(ctx, vm->host_block, 0);
     prt_free(ctx, vm->host_in, 0);
     prt_free(ctx, vm->host_out, 0);
     prt_mem_plan_destroy(ctx, vm->own_plan);

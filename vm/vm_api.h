@@ -77,7 +77,8 @@ struct prt_trace;
 void prt_vm_set_trace(prt_vm *vm, struct prt_trace *trace);
 /* Data parallel: copies rank root's parameters, running statistics and
  * optimizer state to every other rank of opts.comm (one broadcast of the
- * persistent block), so all ranks start from the same state. Collective. */
+ * persistent block; on a GPU of device memory, over NCCL), so all ranks start
+ * from the same state. Collective. */
 prt_status prt_vm_broadcast_state(prt_vm *vm, int root);
 uint64_t prt_vm_get_step(const prt_vm *vm);
 /* The VM's CUDA graph, in words: "captured", "off", "off (CPU device)",
@@ -98,6 +99,26 @@ const prt_tensor *prt_vm_output(const prt_vm *vm, int i);
  * after a run: other registers share arena memory (prt_vm_options.unplanned
  * keeps every register to itself, for tests that inspect intermediates). */
 prt_tensor *prt_vm_find(prt_vm *vm, const char *name);
+
+/* The persistent state (parameters, running statistics, optimizer state) on any
+ * device. It lives on the VM's device; whatever reads or writes it from the host
+ * (checkpoints, weights files, evaluation, ONNX, tests) goes through a host
+ * mirror, moved only when asked, not at every run:
+ *
+ *     PRT_CHECK(prt_vm_pull_state(vm));                    // device -> mirror, synchronised
+ *     prt_tensor *w = prt_vm_state(vm, "c1.weight");       // host memory
+ *     ... read w, or write it and then ...
+ *     PRT_CHECK(prt_vm_push_state(vm));                    // mirror -> device, synchronised
+ *
+ * Pull before writing too: push sends the whole mirror. On the context's CPU
+ * device the mirror is the state itself and both calls do nothing. On any other
+ * (CUDA) the mirror is allocated with the VM (untouched host pages cost nothing)
+ * and holds stale values after a run until the next pull. */
+prt_status prt_vm_pull_state(prt_vm *vm);
+prt_status prt_vm_push_state(prt_vm *vm);
+/* The host view of parameter or state tensor `name`, or NULL when it is not one.
+ * Borrowed until prt_vm_destroy. */
+prt_tensor *prt_vm_state(prt_vm *vm, const char *name);
 
 /* Fills dst (host memory, prt_shape_count(shape) floats) with the initial values
  * of the parameter or state tensor `name`, from the counter-based RNG with key

@@ -349,6 +349,9 @@ typedef enum prt_vm_graph_phase {
     PRT_VM_GRAPH_CAPTURE,  /* the next run is captured, then launched */
     PRT_VM_GRAPH_READY,    /* runs launch graph_exec */
 } prt_vm_graph_phase;
+/* The host view of persistent register r (a parameter or state): the register
+ * itself on the CPU device, its host mirror on any other (see prt_vm_pull_state). */
+prt_tensor *prt_vm_state_reg(prt_vm *vm, int r);
 
 struct prt_vm {
     prt_context *ctx;
@@ -378,6 +381,8 @@ struct prt_vm {
     bool cuda;               /* dev is a CUDA device: kernels from schema->cuda */
     void *stream;            /* CUDA: the compute stream */
     prt_tensor *host_in, *host_out; /* CUDA: host copies of the inputs and outputs, moved at each run */
+    prt_tensor *host_state;  /* not the CPU device: the state's host mirror (prt_vm_pull_state), per register */
+    void *host_block;        /* planned: the mirror's one block, laid out as the persistent block */
     bool straight;           /* no jumps or loops: the slow (traced) loop can run it */
     /* CUDA: per-step values and the CUDA graph (docs/gpu.md "CUDA graphs") */
     char *step_dev;          /* the step block: each call's slot of per-step values (device memory) */

@@ -33,6 +33,9 @@ int cli_fail(const char *cmd, prt_context *ctx, prt_status st);
 prt_status cli_context(bool verbose, prt_context **out);
 /* Loads the network named on the command line. */
 prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
+/* --device cpu|cuda|cuda:N: *gpu_index -1 for cpu (and NULL text), else N (cuda
+ * is cuda:0). A malformed DEV prints the problem and returns CLI_USAGE. */
+int cli_parse_device(const char *cmd, const char *text, int *gpu_index);
 /* .onnx: its initializers into vm (after prt_vm_create); YAML: nothing. */
 prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm);
 
@@ -178,6 +181,7 @@ int64_t cli_count_correct(const float *logits, int64_t n, int64_t classes, const
 struct prt_weights;
 typedef struct cli_evaluator {
     prt_context *ctx;
+    struct prt_device *dev; /* where the programs run (borrowed) */
     prt_graph *g;         /* the network loaded for inference */
     prt_program *p, *p_rem;
     prt_vm *vm, *vm_rem;
@@ -187,9 +191,12 @@ typedef struct cli_evaluator {
     int32_t *labels;
 } cli_evaluator;
 
+/* dev: the device the inference programs run on (NULL: the CPU; borrowed, must
+ * outlive cli_eval_close). */
 prt_status cli_eval_open(cli_evaluator *e, prt_context *ctx, const char *net_path, const char *data,
-                         const prt_dataset *test, int64_t batch);
-/* Takes the parameters and running state from another VM (the training one). */
+                         const prt_dataset *test, int64_t batch, struct prt_device *dev);
+/* Takes the parameters and running state from another VM (the training one, on
+ * any device: through the host mirrors of both). */
 prt_status cli_eval_from_vm(cli_evaluator *e, prt_vm *src);
 prt_status cli_eval_weights(cli_evaluator *e, const struct prt_weights *w);
 /* One pass over the test set: mean cross-entropy and the fraction correct. */

@@ -4,6 +4,7 @@
  * batch, fed by a loader without shuffling or augmentation). */
 #include "frontends/cli/cli_impl.h"
 #include "frontends/weights_api.h"
+#include "runtime/cuda_api.h"
 
 #include <math.h>
 #include <string.h>
@@ -68,13 +69,14 @@ int64_t cli_count_correct(const float *logits, int64_t n, int64_t classes, const
 static prt_status eval_program(cli_evaluator *e, int64_t batch, prt_program **p, prt_vm **vm) {
     PRT_CHECK(prt_vm_compile(e->g, batch, p));
     prt_vm_options vo = {.training = false};
-    return prt_vm_create(e->ctx, *p, prt_cpu_device(e->ctx), &vo, vm);
+    return prt_vm_create(e->ctx, *p, e->dev ? e->dev : prt_cpu_device(e->ctx), &vo, vm);
 }
 
 prt_status cli_eval_open(cli_evaluator *e, prt_context *ctx, const char *net_path, const char *data,
-                         const prt_dataset *test, int64_t batch) {
+                         const prt_dataset *test, int64_t batch, prt_device *dev) {
     memset(e, 0, sizeof *e);
     e->ctx = ctx;
+    e->dev = dev;
     e->test = test;
     int64_t n = prt_dataset_size(test);
     e->batch = batch < n ? batch : n;
@@ -171,19 +173,23 @@ void cli_eval_close(cli_evaluator *e) {
 int cli_eval(int argc, char **argv) {
     bool verbose = false;
     long long batch = 128, test_limit = 0, threads = 0;
-    const char *weights = NULL, *data = "fashion-mnist";
+    const char *weights = NULL, *data = "fashion-mnist", *device = "cpu";
     const cli_opt opts[] = {
         {"--weights", CLI_STRING, "FILE", "the weights file (from 'parrots train --save')", &weights},
         {"--data", CLI_STRING, "NAME", "dataset: fashion-mnist (default) or synthetic:N", &data},
         {"--batch", CLI_INT, "B", "evaluation batch size (default 128)", &batch},
         {"--test-limit", CLI_INT, "M", "evaluate on the first M test samples only", &test_limit},
         {"--threads", CLI_INT, "T", "CPU threads (default: all cores)", &threads},
+        {"--device", CLI_STRING, "DEV", "cpu (default) or cuda[:N], the N-th GPU (docs/gpu.md)", &device},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
         {0},
     };
     const char *pos[1];
-    int rc = cli_parse("eval", "NET.yaml --weights FILE [--data NAME] [--batch B]", opts, argc, argv, pos, 1, 1);
+    int rc = cli_parse("eval", "NET.yaml --weights FILE [--data NAME] [--batch B] [--device cpu|cuda[:N]]", opts, argc,
+                       argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
+    int gpu_index;
+    if ((rc = cli_parse_device("eval", device, &gpu_index)) != CLI_OK) return rc;
     if (!weights) {
         fprintf(stderr, "parrots eval: --weights FILE is required\n");
         return CLI_USAGE;
@@ -201,10 +207,12 @@ int cli_eval(int argc, char **argv) {
     prt_dataset *test = NULL;
     prt_weights *w = NULL;
     cli_evaluator ev = {0};
+    prt_device *gpu = NULL;
     double loss, acc, t0 = prt_now();
+    if (gpu_index >= 0) PRT_CHECK_GOTO(prt_cuda_device_create(ctx, gpu_index, &gpu), s, done);
     PRT_CHECK_GOTO(prt_weights_read(ctx, weights, &w), s, done);
     PRT_CHECK_GOTO(cli_dataset_open(ctx, data, "test", test_limit, &test), s, done);
-    PRT_CHECK_GOTO(cli_eval_open(&ev, ctx, pos[0], data, test, batch), s, done);
+    PRT_CHECK_GOTO(cli_eval_open(&ev, ctx, pos[0], data, test, batch, gpu), s, done);
     PRT_CHECK_GOTO(cli_eval_weights(&ev, w), s, done);
     PRT_CHECK_GOTO(cli_eval_run(&ev, &loss, &acc), s, done);
     printf("test_acc %.4f  test_loss %.4f  images %lld  %.1f s\n", acc, loss, (long long)prt_dataset_size(test),
@@ -212,6 +220,7 @@ int cli_eval(int argc, char **argv) {
 done:
     rc = s == PRT_OK ? CLI_OK : cli_fail("eval", ctx, s);
     cli_eval_close(&ev);
+    prt_cuda_device_destroy(gpu);
     prt_weights_destroy(ctx, w);
     prt_dataset_destroy(test);
     prt_context_destroy(ctx);

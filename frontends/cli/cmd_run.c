@@ -63,7 +63,7 @@ static void summarise(const prt_tensor *t, const char *name) {
 int cli_run(int argc, char **argv) {
     bool verbose = false, reference = false;
     long long batch = -1, iters = 10, warmup = 2, seed = 0;
-    const char *input = NULL, *memory_limit = NULL, *device = "cpu";
+    const char *input = NULL, *memory_limit = NULL, *device = "cpu", *cuda_graph = "auto";
     const cli_opt opts[] = {
         {"--batch", CLI_INT, "N", "batch size (default 1; a saved program's own, which it must equal)", &batch},
         {"--iters", CLI_INT, "K", "timed forward passes (default 10)", &iters},
@@ -75,24 +75,25 @@ int cli_run(int argc, char **argv) {
          "fail before running when the plan needs more (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
          &memory_limit},
         {"--device", CLI_STRING, "DEV", "cpu (default) or cuda[:N], the N-th GPU (docs/gpu.md)", &device},
+        {"--cuda-graph", CLI_STRING, "MODE",
+         "with --device cuda: capture the pass once as a CUDA graph and replay it: auto (default, where the "
+         "program allows it), on (an error where it cannot) or off (docs/gpu.md)", &cuda_graph},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
         {0},
     };
     const char *pos[1];
-    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] [--device cpu|cuda[:N]] NET.yaml|PROGRAM.pb",
+    int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] [--device cpu|cuda[:N]] "
+                       "[--cuda-graph auto|on|off] NET.yaml|PROGRAM.pb",
                        opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
     size_t limit;
     if ((rc = cli_parse_memory_limit("run", memory_limit, &limit)) != CLI_OK) return rc;
-    int gpu_index = -1;
-    if (strcmp(device, "cpu") != 0) {
-        char *end = NULL;
-        if (!strcmp(device, "cuda")) gpu_index = 0;
-        else if (!strncmp(device, "cuda:", 5) && device[5]) gpu_index = (int)strtol(device + 5, &end, 10);
-        if (gpu_index < 0 || (end && *end)) {
-            fprintf(stderr, "parrots run: --device '%s': expected cpu, cuda or cuda:N\n", device);
-            return CLI_USAGE;
-        }
+    int gpu_index;
+    if ((rc = cli_parse_device("run", device, &gpu_index)) != CLI_OK) return rc;
+    prt_cuda_graph_mode graph_mode;
+    if (!prt_cuda_graph_mode_from_name(cuda_graph, &graph_mode)) {
+        fprintf(stderr, "parrots run: --cuda-graph '%s': expected auto, on or off\n", cuda_graph);
+        return CLI_USAGE;
     }
     bool given_batch = batch >= 0;
     if (!given_batch) batch = 1;
@@ -111,7 +112,7 @@ int cli_run(int argc, char **argv) {
     prt_vm *vm = NULL;
     prt_device *gpu = NULL;
     double *times = calloc((size_t)iters, sizeof *times);
-    prt_vm_options vo = {.reference = reference};
+    prt_vm_options vo = {.reference = reference, .cuda_graph = graph_mode};
     bool over_limit = false;
     if (!times) {
         s = prt_error(ctx, PRT_ERR_NOMEM, "out of memory");
@@ -144,16 +145,11 @@ int cli_run(int argc, char **argv) {
         goto done;
     }
     if (gpu_index >= 0) {
-        if (plen > 5 && !strcmp(pos[0] + plen - 5, ".onnx")) {
-            s = prt_error(ctx, PRT_ERR_UNSUPPORTED, "%s: an ONNX model's weights cannot be loaded on a GPU yet; run it "
-                          "with --device cpu", pos[0]);
-            goto done;
-        }
         PRT_CHECK_GOTO(prt_cuda_device_create(ctx, gpu_index, &gpu), s, done);
     }
     PRT_CHECK_GOTO(prt_vm_create(ctx, p, gpu ? gpu : prt_cpu_device(ctx), &vo, &vm), s, done);
     /* an ONNX model's initializers; nothing for YAML networks and saved programs */
-    if (!saved && !gpu) PRT_CHECK_GOTO(cli_load_weights(ctx, pos[0], vm), s, done);
+    if (!saved) PRT_CHECK_GOTO(cli_load_weights(ctx, pos[0], vm), s, done);
     for (int i = 0; i < prt_vm_n_inputs(vm); i++) {
         prt_tensor *x = prt_vm_input(vm, i);
         int64_t n = prt_shape_count(&x->shape);
@@ -166,6 +162,7 @@ int cli_run(int argc, char **argv) {
             prt_program_name(p), batch, prt_program_n_instructions(p), gpu ? "CUDA" : reference ? "reference" : "fast",
             warmup, iters);
     for (long long i = 0; i < warmup; i++) PRT_CHECK_GOTO(prt_vm_run(vm), s, done);
+    if (gpu) fprintf(stderr, "CUDA graph: %s\n", prt_vm_cuda_graph_state(vm));
     for (long long i = 0; i < iters; i++) {
         double t0 = prt_now();
         PRT_CHECK_GOTO(prt_vm_run(vm), s, done);

@@ -8,6 +8,7 @@
 #include "frontends/weights_api.h"
 #include "ops/train_impl.h"
 #include "runtime/comm_api.h"
+#include "runtime/cuda_api.h"
 #include "runtime/trace.h"
 #include "vm/vm_impl.h"
 
@@ -25,6 +26,10 @@ typedef struct train_args {
     const char *net, *data, *metrics, *plot, *save, *memory_limit, *recompute;
     const char *ckpt_dir, *resume;
     const char *comm, *bucket_size, *timeline;
+    const char *device;         /* --device cpu|cuda|cuda:N */
+    const char *cuda_graph;     /* --cuda-graph auto|on|off */
+    prt_cuda_graph_mode graph_mode;
+    int gpu_index;              /* its GPU, -1: the CPU */
     long long epochs, batch, seed, threads, log_every, train_limit, test_limit, crop_pad;
     long long save_every, keep, comm_timeout, timeline_steps, timeline_skip;
     bool augment, no_augment, quiet, verbose, sync_bn;
@@ -39,7 +44,9 @@ static const char usage_line[] =
     "NET.yaml [--data NAME] [--epochs N] [--batch B] [--set solver.KEY=VALUE]... [--seed S] [--threads T] "
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
     "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute auto|none|cheap|segments] [--memory-limit SIZE] "
-    "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--comm auto|mpi|local] "
+    "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--device cpu|cuda[:N]] "
+    "[--cuda-graph auto|on|off] "
+    "[--comm auto|mpi|nccl|local] "
     "[--comm-timeout S] [--bucket-size SIZE] [--sync-bn] [--timeline FILE.json] [--timeline-steps N] "
     "[--timeline-skip K] [--quiet]";
 
@@ -130,7 +137,9 @@ typedef struct trainer {
     prt_ckpt_state rs;          /* its state */
     uint64_t graph_hash;        /* of the training graph */
     int64_t dataset_size;
-    prt_comm *comm;             /* data parallel: MPI under mpirun, else the one-rank backend */
+    prt_comm *comm;             /* data parallel: MPI (NCCL on GPUs) under mpirun, else the one-rank backend */
+    prt_comm *boot;             /* NCCL: the MPI communicator under it, for host-memory collectives */
+    prt_device *gpu;            /* --device cuda: this rank's GPU; NULL: the CPU */
     int rank, size;
     prt_trace *trace;           /* --timeline */
 } trainer;
@@ -290,12 +299,12 @@ static prt_status setup(trainer *t) {
     }
     char mem[512];
     if (!a->quiet) PRT_CHECK(cli_memory_summary(t->g, t->p, true, tp.mode, mem, sizeof mem));
-    prt_vm_options vo = {.training = true, .comm = t->comm, .sync_bn = a->sync_bn};
-    PRT_CHECK(prt_vm_create(ctx, t->p, prt_cpu_device(ctx), &vo, &t->vm));
+    prt_vm_options vo = {.training = true, .comm = t->comm, .sync_bn = a->sync_bn, .cuda_graph = a->graph_mode};
+    PRT_CHECK(prt_vm_create(ctx, t->p, t->gpu ? t->gpu : prt_cpu_device(ctx), &vo, &t->vm));
     PRT_CHECK(prt_ckpt_graph_hash(t->g, &t->graph_hash));
     if (t->resume) PRT_CHECK(prt_ckpt_restore(ctx, t->resume, t->graph_hash, t->vm));
     /* only rank 0 tests, saves and plots */
-    if (t->rank == 0) PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch));
+    if (t->rank == 0) PRT_CHECK(cli_eval_open(&t->ev, ctx, a->net, a->data, t->test, t->solver.batch, t->gpu));
     if (a->timeline) PRT_CHECK(prt_trace_create(ctx, t->rank, 0, &t->trace));
     if (!a->quiet && speaks(t)) {
         char sv[256], aug[96];
@@ -314,6 +323,11 @@ static prt_status setup(trainer *t) {
                 aug, (unsigned long long)ctx->seed,
                 ctx->num_threads > 0 ? (long)ctx->num_threads : sysconf(_SC_NPROCESSORS_ONLN));
         fprintf(stderr, "memory: %s\n", mem);
+        if (t->gpu) {
+            char gd[160];
+            fprintf(stderr, "device: %s%s\n", prt_cuda_device_describe(t->gpu, gd, sizeof gd),
+                    t->size > 1 ? " (rank 0's; one GPU per rank)" : "");
+        }
         if (t->size > 1)
             fprintf(stderr,
                     "data parallel: %d ranks (%s), %d on this machine; batch %lld per rank, %lld combined; %d gradient "
@@ -388,8 +402,10 @@ static prt_status job_metrics(trainer *t, double *loss, int64_t *correct) {
     if (t->size == 1) return PRT_OK;
     float v[2] = {(float)*loss, (float)*correct};
     prt_comm_handle h;
-    PRT_CHECK(prt_comm_allreduce_start(t->comm, v, 2, PRT_F32, PRT_COMM_SUM, &h));
-    PRT_CHECK(prt_comm_wait(t->comm, h));
+    /* host memory: NCCL reduces device memory only, its bootstrap takes this */
+    prt_comm *c = t->boot ? t->boot : t->comm;
+    PRT_CHECK(prt_comm_allreduce_start(c, v, 2, PRT_F32, PRT_COMM_SUM, &h));
+    PRT_CHECK(prt_comm_wait(c, h));
     *loss = v[0] / (float)t->size;
     *correct = (int64_t)llround(v[1]);
     return PRT_OK;
@@ -512,12 +528,31 @@ static bool under_mpi(void) {
     return false;
 }
 
+/* The communicator and, with --device cuda, this rank's GPU: --comm auto under
+ * mpirun is MPI on the CPU and NCCL on GPUs (bootstrapped over MPI, one GPU per
+ * rank: cuda:N gives local rank r GPU N + r); alone, the one-rank backend. The
+ * GPU is opened before anything else is read or written, so a machine without
+ * one stops here with the CUDA error. */
 static prt_status open_comm(trainer *t) {
     prt_comm_options o = {.struct_size = sizeof o, .timeout_s = (double)t->a.comm_timeout};
-    bool mpi = !strcmp(t->a.comm, "mpi") || (!strcmp(t->a.comm, "auto") && under_mpi());
+    const char *c = t->a.comm;
+    bool auto_mpi = !strcmp(c, "auto") && under_mpi();
+    bool gpu = t->a.gpu_index >= 0;
+    bool nccl = !strcmp(c, "nccl") || (gpu && auto_mpi);
+    bool mpi = nccl || !strcmp(c, "mpi") || auto_mpi;
+    if (gpu && !mpi) PRT_CHECK(prt_cuda_device_create(t->ctx, t->a.gpu_index, &t->gpu));
     PRT_CHECK(mpi ? prt_comm_create_mpi(t->ctx, &o, &t->comm) : prt_comm_create_local(t->ctx, &o, &t->comm));
     t->rank = prt_comm_rank(t->comm);
     t->size = prt_comm_size(t->comm);
+    if (nccl) {
+        t->boot = t->comm;
+        /* every rank learns of a rank without its GPU, instead of waiting for it in NCCL's set-up */
+        prt_status st = prt_cuda_device_create(t->ctx, t->a.gpu_index + t->boot->local_rank, &t->gpu);
+        st = agree(t, st, "opening the GPUs");
+        t->comm = NULL;
+        PRT_CHECK(st);
+        PRT_CHECK(prt_comm_create_nccl(t->ctx, &o, t->boot, t->gpu, &t->comm));
+    }
     /* ranks sharing a machine share its cores */
     if (t->a.threads <= 0 && t->comm->local_size > 1) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -545,6 +580,8 @@ int cli_train(int argc, char **argv) {
     a->epochs = a->batch = -1;
     a->keep = 3;
     a->comm = "auto";
+    a->device = "cpu";
+    a->cuda_graph = "auto";
     a->comm_timeout = (long long)PRT_COMM_DEFAULT_TIMEOUT_S;
     a->timeline_steps = 5;
     a->timeline_skip = 1;
@@ -578,9 +615,15 @@ int cli_train(int argc, char **argv) {
          &a->ckpt_dir},
         {"--keep", CLI_INT, "K", "keep the newest K checkpoints (default 3)", &a->keep},
         {"--resume", CLI_STRING, "DIR|FILE", "continue from a checkpoint, or the newest in DIR", &a->resume},
+        {"--device", CLI_STRING, "DEV",
+         "cpu (default), or cuda[:N]: train and evaluate on the N-th GPU (under mpirun one GPU per rank, N + the "
+         "local rank; see docs/gpu.md)", &a->device},
+        {"--cuda-graph", CLI_STRING, "MODE",
+         "with --device cuda: capture the training step once as a CUDA graph and replay it: auto (default, where "
+         "the program allows it), on (an error where it cannot) or off (docs/gpu.md)", &a->cuda_graph},
         {"--comm", CLI_STRING, "BACKEND",
-         "data-parallel transport: auto (default: mpi when started by mpirun, else local), mpi, or local (one "
-         "process)", &a->comm},
+         "data-parallel transport: auto (default: under mpirun nccl with --device cuda, else mpi; alone, local), "
+         "mpi, nccl (GPUs only), or local (one process)", &a->comm},
         {"--comm-timeout", CLI_INT, "S",
          "seconds a collective may take before every rank stops with a message naming it (default 300)",
          &a->comm_timeout},
@@ -635,8 +678,28 @@ int cli_train(int argc, char **argv) {
                                         : "--timeline-skip must not be negative");
         return CLI_USAGE;
     }
-    if (strcmp(a->comm, "auto") && strcmp(a->comm, "mpi") && strcmp(a->comm, "local")) {
-        fprintf(stderr, "parrots train: --comm '%s': expected auto, mpi or local\n", a->comm);
+    if (strcmp(a->comm, "auto") && strcmp(a->comm, "mpi") && strcmp(a->comm, "local") && strcmp(a->comm, "nccl")) {
+        fprintf(stderr, "parrots train: --comm '%s': expected auto, mpi, nccl or local\n", a->comm);
+        return CLI_USAGE;
+    }
+    if ((rc = cli_parse_device("train", a->device, &a->gpu_index)) != CLI_OK) return rc;
+    if (!prt_cuda_graph_mode_from_name(a->cuda_graph, &a->graph_mode)) {
+        fprintf(stderr, "parrots train: --cuda-graph '%s': expected auto, on or off\n", a->cuda_graph);
+        return CLI_USAGE;
+    }
+    bool on_gpu = a->gpu_index >= 0;
+    if (!on_gpu && !strcmp(a->comm, "nccl")) {
+        fprintf(stderr, "parrots train: --comm nccl needs --device cuda (NCCL reduces GPU memory)\n");
+        return CLI_USAGE;
+    }
+    if (on_gpu && !strcmp(a->comm, "mpi")) {
+        fprintf(stderr, "parrots train: --comm mpi reduces host memory, but with --device cuda the gradients are on "
+                        "the GPU: use --comm nccl (or auto)\n");
+        return CLI_USAGE;
+    }
+    if (on_gpu && a->sync_bn) {
+        fprintf(stderr, "parrots train: --sync-bn is not supported with --device cuda yet (the CUDA batch norm "
+                        "cannot reduce its statistics over the ranks); train without it, or on the CPU\n");
         return CLI_USAGE;
     }
     if (a->bucket_size && (!prt_mem_parse_bytes(a->bucket_size, &a->bucket_bytes) || a->bucket_bytes < 4)) {
@@ -688,10 +751,12 @@ done:
     if (rc != CLI_OK && joined && t.size > 1) {
         fflush(stdout);
         fflush(stderr);
-        prt_comm_abort(t.comm, rc);
+        prt_comm_abort(t.comm ? t.comm : t.boot, rc);
     }
     trainer_close(&t);
     prt_comm_destroy(t.comm);
+    prt_comm_destroy(t.boot);
+    prt_cuda_device_destroy(t.gpu);
     prt_context_destroy(t.ctx);
     return rc;
 }

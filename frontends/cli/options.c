@@ -128,3 +128,18 @@ prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm) {
     prt_onnx_model_destroy(ctx, m);
     return st;
 }
+
+int cli_parse_device(const char *cmd, const char *text, int *gpu_index) {
+    *gpu_index = -1;
+    if (!text || !strcmp(text, "cpu")) return CLI_OK;
+    char *end = NULL;
+    long n = -1;
+    if (!strcmp(text, "cuda")) n = 0;
+    else if (!strncmp(text, "cuda:", 5) && text[5] >= '0' && text[5] <= '9') n = strtol(text + 5, &end, 10);
+    if (n < 0 || n > 1023 || (end && *end)) {
+        fprintf(stderr, "parrots %s: --device '%s': expected cpu, cuda or cuda:N\n", cmd, text);
+        return CLI_USAGE;
+    }
+    *gpu_index = (int)n;
+    return CLI_OK;
+}

@@ -426,10 +426,11 @@ static prt_status build(ex *e, Onnx__ModelProto *mp) {
     }
     gp->n_output = (size_t)g->n_outputs;
     char a[160], b[160];
+    PRT_CHECK(prt_vm_pull_state(e->vm)); /* any device: the state's host mirror */
     for (int id = 0; id < g->n_values; id++) {
         const prt_value *v = &g->values[id];
         if (v->kind != PRT_VAL_PARAM && v->kind != PRT_VAL_STATE) continue;
-        const prt_tensor *t = prt_vm_find(e->vm, v->name);
+        const prt_tensor *t = prt_vm_state(e->vm, v->name);
         if (!t) return prt_error(e->ctx, PRT_ERR_INVALID, "%s: the program has no tensor '%s'", e->path, v->name);
         if (t->dtype != PRT_F32 || !prt_shape_eq(&t->shape, &v->shape))
             return prt_error(e->ctx, PRT_ERR_SHAPE, "%s: tensor '%s' is %s in the program but %s in the graph", e->path,

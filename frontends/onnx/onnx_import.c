@@ -454,16 +454,17 @@ prt_status prt_onnx_load(prt_context *ctx, const char *path, prt_graph **out) {
 prt_status prt_onnx_apply(prt_context *ctx, const prt_onnx_model *m, prt_vm *vm) {
     char a[160], b[160];
     for (int k = 0; k < m->n; k++) {
-        const prt_tensor *dst = prt_vm_find(vm, m->names[k]);
+        const prt_tensor *dst = prt_vm_state(vm, m->names[k]);
         if (!dst) return prt_error(ctx, PRT_ERR_INTERNAL, "the program has no tensor '%s'", m->names[k]);
         if (dst->dtype != PRT_F32 || !prt_shape_eq(&dst->shape, &m->t[k].shape))
             return prt_error(ctx, PRT_ERR_SHAPE, "tensor '%s' is %s in the model but %s in the program", m->names[k],
                              prt_shape_str(&m->t[k].shape, a, sizeof a), prt_shape_str(&dst->shape, b, sizeof b));
     }
-    /* host memory: the CPU device is the only one today */
+    /* any device: through the state's host mirror (pulled first: push sends all of it) */
+    PRT_CHECK(prt_vm_pull_state(vm));
     for (int k = 0; k < m->n; k++) {
-        prt_tensor *dst = prt_vm_find(vm, m->names[k]);
+        prt_tensor *dst = prt_vm_state(vm, m->names[k]);
         memcpy(dst->data, m->t[k].data, (size_t)prt_shape_count(&dst->shape) * sizeof(float));
     }
-    return PRT_OK;
+    return prt_vm_push_state(vm);
 }
