@@ -5,7 +5,9 @@
  *
  *     build-gpu/bench/gpu_train [--net examples/polynet.yaml] [--batch 32] [--infer]
  *                               [--steps 20] [--warmup 5] [--recompute none|cheap|segments]
- *                               [--cuda-graph auto|on|off]
+ *                               [--cuda-graph auto|on|off] [--fuse bn-relu|none]
+ *
+ * --fuse bn-relu (default) fuses batch norm + ReLU pairs as parrots train does on a GPU.
  *
  * Inputs are fixed pseudo-random values (never all zeros). A step's time is
  * measured twice: by CUDA events on the compute stream around prt_vm_run
@@ -40,7 +42,7 @@ static int cmp_double(const void *a, const void *b) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: gpu_train [--net NET.yaml] [--batch N] [--infer] [--steps N] [--warmup N] "
-               "[--recompute none|cheap|segments] [--cuda-graph auto|on|off]\n");
+               "[--recompute none|cheap|segments] [--cuda-graph auto|on|off] [--fuse bn-relu|none]\n");
 }
 
 int main(int argc, char **argv) {
@@ -49,6 +51,7 @@ int main(int argc, char **argv) {
     bool infer = false;
     prt_recompute_mode mode = PRT_RECOMPUTE_cheap;
     prt_cuda_graph_mode graph_mode = PRT_CUDA_GRAPH_AUTO;
+    bool fuse = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
@@ -66,6 +69,8 @@ int main(int argc, char **argv) {
             warmup = atoll(v), i++;
         } else if (v && !strcmp(a, "--recompute") && prt_recompute_mode_from_name(v, &mode)) {
             i++;
+        } else if (v && !strcmp(a, "--fuse") && (!strcmp(v, "bn-relu") || !strcmp(v, "none"))) {
+            fuse = !strcmp(v, "bn-relu"), i++;
         } else if (v && !strcmp(a, "--cuda-graph") && prt_cuda_graph_mode_from_name(v, &graph_mode)) {
             i++;
         } else {
@@ -93,6 +98,8 @@ int main(int argc, char **argv) {
 
     prt_graph *g;
     if (prt_graph_load_yaml(ctx, net, &g) != PRT_OK) die(ctx, net);
+    int n_fused = 0;
+    if (fuse && prt_graph_fuse_bn_relu(g, &n_fused) != PRT_OK) die(ctx, "fusing batch norm + ReLU");
     prt_program *p;
     if (infer) {
         if (prt_graph_bind_params(g) != PRT_OK || prt_vm_compile(g, batch, &p) != PRT_OK) die(ctx, "compile");
@@ -139,10 +146,10 @@ int main(int argc, char **argv) {
     printf("{\"framework\": \"parrots\", \"mode\": \"%s\", \"precision\": \"fp32\", \"batch\": %lld, "
            "\"images_per_s\": %.1f, \"step_ms_median\": %.2f, \"host_step_ms_median\": %.2f, "
            "\"peak_mem_gib\": %.3f, \"planned_gib\": %.3f, \"driver_used_gib\": %.3f, \"steps\": %lld, "
-           "\"cuda_graph\": \"%s\", \"device\": \"%s\"}\n",
+           "\"cuda_graph\": \"%s\", \"fused_bn_relu\": %d, \"device\": \"%s\"}\n",
            infer ? "infer" : "train", batch, (double)batch / med, 1e3 * med, 1e3 * th[steps / 2],
            (double)prt_cuda_peak_bytes(gpu) / gib, (double)(p->plan ? p->plan->total_bytes : 0) / gib,
-           (double)used / gib, steps, prt_vm_cuda_graph_state(vm), name);
+           (double)used / gib, steps, prt_vm_cuda_graph_state(vm), n_fused, name);
     free(t);
     free(th);
     prt_vm_destroy(vm);

@@ -46,6 +46,28 @@ prt_status prt_bn_sync_stats(const prt_kernel_call *c, const float *x, const prt
                              double *var);
 #define PRT_BATCHNORM_N_ATTRS 2
 enum { PRT_BN_A_EPS, PRT_BN_A_MOMENTUM };
+/* batchnorm's pieces that batchnorm_relu and batchnorm_relu_bwd reuse
+ * (ops/op_batchnorm_relu.c), so the fused op computes what batchnorm then relu
+ * compute, bit for bit: the parameter table, shape function and workspace, and
+ * the forward kernels with `relu` applying the relu op's max(y, 0) to each
+ * output as it is written (the oneDNN path: in a pass of its own). */
+extern const prt_param_def prt_batchnorm_params[];
+#define PRT_BATCHNORM_N_PARAMS 4
+prt_status prt_bn_infer(prt_infer_ctx *ic);
+size_t prt_bn_workspace(const prt_infer_ctx *ic);
+prt_status prt_bn_fwd_ref(const prt_kernel_call *c, bool relu);
+prt_status prt_bn_fwd_prepare(const prt_kernel_call *c, void **state);
+prt_status prt_bn_fwd_fast(const prt_kernel_call *c, bool relu);
+void prt_bn_fwd_release(void *state);
+/* batchnorm_bwd's (ops/op_batchnorm_bwd.c): (dy, x, scale[, mean, var]) ->
+ * dx, dscale, dshift. dx may be dy's memory (every kernel reads dy[i] before
+ * it writes dx[i], and oneDNN's backward allows diff_src on diff_dst). */
+prt_status prt_bn_bwd_infer(prt_infer_ctx *ic);
+size_t prt_bn_bwd_workspace(const prt_infer_ctx *ic);
+prt_status prt_bn_bwd_ref(const prt_kernel_call *c);
+prt_status prt_bn_bwd_prepare(const prt_kernel_call *c, void **state);
+prt_status prt_bn_bwd_fast(const prt_kernel_call *c);
+void prt_bn_bwd_release(void *state);
 
 /* ---- convolution backward (ops/conv_bwd.c) -------------------------------
  * conv_bwd_data:   (dy, w, x) -> dx, x read for its shape only

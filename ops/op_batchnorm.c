@@ -29,14 +29,14 @@ const prt_attr_def prt_batchnorm_attrs[] = {
     PRT_ATTR_OPT_FLOAT("momentum", 0.1, "weight of the batch statistics in the running update"),
 };
 
-static const prt_param_def bn_params[] = {
+const prt_param_def prt_batchnorm_params[] = {
     {.name = "scale", .trainable = true, .init = PRT_INIT_ONES},
     {.name = "shift", .trainable = true, .init = PRT_INIT_ZEROS},
     {.name = "mean", .trainable = false, .init = PRT_INIT_ZEROS},
     {.name = "var", .trainable = false, .init = PRT_INIT_ONES},
 };
 
-static prt_status bn_infer(prt_infer_ctx *ic) {
+prt_status prt_bn_infer(prt_infer_ctx *ic) {
     const prt_shape *in = &ic->in[0];
     if (in->ndim < 2) {
         char b[160];
@@ -177,7 +177,12 @@ typedef struct bn_norm_args {
     const float *x, *a, *b, *mean; /* per channel */
     float *y;
     int64_t ch, sp;
+    bool relu;                     /* batchnorm_relu: y = relu(...) */
 } bn_norm_args;
+
+/* The relu op's own expression (ops/op_relu.c), so that batchnorm_relu equals
+ * batchnorm then relu bit for bit (-0 and NaN included). */
+static inline float bn_relu1(float v) { return v < 0 ? 0.0f : v; }
 
 /* bn_ref's formula, y = x * a + (shift - mean * a) */
 static void bn_norm_rows_ref(void *arg, int64_t lo, int64_t hi) {
@@ -186,7 +191,10 @@ static void bn_norm_rows_ref(void *arg, int64_t lo, int64_t hi) {
         float a = p->a[r % p->ch], b = p->b[r % p->ch];
         const float *x = p->x + r * p->sp;
         float *y = p->y + r * p->sp;
-        for (int64_t j = 0; j < p->sp; j++) y[j] = x[j] * a + b;
+        if (p->relu)
+            for (int64_t j = 0; j < p->sp; j++) y[j] = bn_relu1(x[j] * a + b);
+        else
+            for (int64_t j = 0; j < p->sp; j++) y[j] = x[j] * a + b;
     }
 }
 
@@ -200,14 +208,27 @@ static void bn_norm_rows_fast(void *arg, int64_t lo, int64_t hi) {
         float a = p->a[k], b = p->b[k], mu = p->mean[k];
         const float *x = p->x + r * p->sp;
         float *y = p->y + r * p->sp;
+        if (p->relu) {
 #pragma omp simd
-        for (int64_t j = 0; j < p->sp; j++) y[j] = (x[j] - mu) * a + b;
+            for (int64_t j = 0; j < p->sp; j++) y[j] = bn_relu1((x[j] - mu) * a + b);
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < p->sp; j++) y[j] = (x[j] - mu) * a + b;
+        }
     }
+}
+
+typedef struct bn_relu_args { float *y; } bn_relu_args;
+
+static void bn_relu_range(void *arg, int64_t lo, int64_t hi) {
+    float *y = ((const bn_relu_args *)arg)->y;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) y[i] = bn_relu1(y[i]);
 }
 
 /* Training with synchronised statistics, both kernels (par: the fast one's
  * threads). From the statistics on, each kernel's own arithmetic without sync. */
-static prt_status bn_sync_train(const prt_kernel_call *c, bool par) {
+static prt_status bn_sync_train(const prt_kernel_call *c, bool par, bool relu) {
     int64_t n, ch, sp;
     bn_dims(&c->in[0]->shape, &n, &ch, &sp);
     const float *scale = PRT_F32P(c->in[1 + P_SCALE]), *shift = PRT_F32P(c->in[1 + P_SHIFT]);
@@ -227,7 +248,7 @@ static prt_status bn_sync_train(const prt_kernel_call *c, bool par) {
             fa[k] = scale[k] / sqrtf(bvar[k] + eps);
             fb[k] = par ? shift[k] : shift[k] - bmean[k] * fa[k];
         }
-        bn_norm_args a = {PRT_F32P(c->in[0]), fa, fb, bmean, PRT_F32P(c->out[0]), ch, sp};
+        bn_norm_args a = {PRT_F32P(c->in[0]), fa, fb, bmean, PRT_F32P(c->out[0]), ch, sp, relu};
         if (par) prt_parallel_range(n * ch, sp > 0 ? (PRT_PAR_MIN_ELEMS + sp - 1) / sp : 1, bn_norm_rows_fast, &a);
         else bn_norm_rows_ref(&a, 0, n * ch);
         bn_update_running(c, bmean, bvar, n * sp * prt_comm_size(c->comm));
@@ -236,9 +257,9 @@ static prt_status bn_sync_train(const prt_kernel_call *c, bool par) {
     return st;
 }
 
-static prt_status bn_ref(const prt_kernel_call *c) {
+prt_status prt_bn_fwd_ref(const prt_kernel_call *c, bool relu) {
     PRT_CHECK(bn_check(c));
-    if (c->training && prt_bn_syncs(c)) return bn_sync_train(c, false);
+    if (c->training && prt_bn_syncs(c)) return bn_sync_train(c, false, relu);
     int64_t n, ch, sp;
     bn_dims(&c->in[0]->shape, &n, &ch, &sp);
     const float *x = PRT_F32P(c->in[0]);
@@ -271,7 +292,10 @@ static prt_status bn_ref(const prt_kernel_call *c) {
         for (int64_t k = 0; k < ch; k++) {
             float a = scale[k] / sqrtf(var[k] + eps);
             float b = shift[k] - mean[k] * a;
-            for (int64_t j = 0; j < sp; j++) y[(i * ch + k) * sp + j] = x[(i * ch + k) * sp + j] * a + b;
+            for (int64_t j = 0; j < sp; j++) {
+                float v = x[(i * ch + k) * sp + j] * a + b;
+                y[(i * ch + k) * sp + j] = relu ? bn_relu1(v) : v;
+            }
         }
     }
     if (c->training) {
@@ -323,7 +347,7 @@ dnnl_status_t prt_bn_layout(const prt_shape *s, float eps, dnnl_engine_t eng, pr
     return dnnl_success;
 }
 
-static size_t bn_workspace(const prt_infer_ctx *ic) {
+size_t prt_bn_workspace(const prt_infer_ctx *ic) {
     dnnl_engine_t eng = prt_dnnl_engine_quiet();
     size_t off, total;
     if (!eng || prt_bn_layout(&ic->in[0], (float)prt_attr_float(&ic->attrs[A_EPS]), eng, bn_pd, &off, &total) != dnnl_success)
@@ -331,7 +355,7 @@ static size_t bn_workspace(const prt_infer_ctx *ic) {
     return total;
 }
 
-static void bn_release(void *state) {
+void prt_bn_fwd_release(void *state) {
     bn_state *s = state;
     if (!s) return;
     for (int t = 0; t < 2; t++) {
@@ -345,7 +369,7 @@ static void bn_release(void *state) {
     prt_free(s->b.ctx, s, sizeof *s);
 }
 
-static prt_status bn_prepare(const prt_kernel_call *c, void **state) {
+prt_status prt_bn_fwd_prepare(const prt_kernel_call *c, void **state) {
     PRT_CHECK(prt_kernel_check_f32(c, "batchnorm"));
     prt_context *ctx = c->ctx;
     bn_state *s = prt_calloc(ctx, 1, sizeof *s);
@@ -383,15 +407,15 @@ static prt_status bn_prepare(const prt_kernel_call *c, void **state) {
     return PRT_OK;
 fail:
     if (pd) dnnl_primitive_desc_destroy(pd);
-    bn_release(s);
+    prt_bn_fwd_release(s);
     return st;
 }
 
-static prt_status bn_fast(const prt_kernel_call *c) {
+prt_status prt_bn_fwd_fast(const prt_kernel_call *c, bool relu) {
     bn_state *s = c->state;
     if (!s) return prt_error(c->ctx, PRT_ERR_INTERNAL, "batchnorm kernel: run before prepare");
     PRT_CHECK(bn_check(c));
-    if (c->training && prt_bn_syncs(c)) return bn_sync_train(c, true);
+    if (c->training && prt_bn_syncs(c)) return bn_sync_train(c, true, relu);
     int t = c->training ? 1 : 0;
     char *ws;
     PRT_CHECK(prt_dnnl_ws(&s->b, c, "batchnorm", &ws));
@@ -413,6 +437,12 @@ static prt_status bn_fast(const prt_kernel_call *c) {
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch[t]};
     }
     PRT_CHECK(prt_dnnl_exec(&s->b, s->prim[t], nargs, args, "batchnorm"));
+    /* oneDNN's own fused ReLU gives -0 for negative inputs (alpha * x with
+     * alpha 0) where the relu op gives +0: a pass of our own instead */
+    if (relu) {
+        bn_relu_args ra = {PRT_F32P(c->out[0])};
+        prt_parallel_range(prt_shape_count(&c->out[0]->shape), PRT_PAR_MIN_ELEMS, bn_relu_range, &ra);
+    }
     if (t) {
         int64_t n, chn, sp;
         bn_dims(&c->in[0]->shape, &n, &chn, &sp);
@@ -446,6 +476,9 @@ static prt_status bn_grad(prt_grad_ctx *gc) {
     return PRT_OK;
 }
 
+static prt_status bn_ref(const prt_kernel_call *c) { return prt_bn_fwd_ref(c, false); }
+static prt_status bn_fast(const prt_kernel_call *c) { return prt_bn_fwd_fast(c, false); }
+
 const prt_op_schema prt_op_batchnorm = {
     .name = "batchnorm",
     .doc = "batch normalization over dim 1 with learned scale and shift",
@@ -454,14 +487,14 @@ const prt_op_schema prt_op_batchnorm = {
     .n_out = 1,
     .attrs = prt_batchnorm_attrs,
     .n_attrs = 2,
-    .params = bn_params,
+    .params = prt_batchnorm_params,
     .n_params = 4,
-    .infer = bn_infer,
+    .infer = prt_bn_infer,
     .flops = bn_flops,
     .inplace_in = 0,
-    .workspace = bn_workspace,
+    .workspace = prt_bn_workspace,
     .ref = {.run = bn_ref},
-    .fast = {.prepare = bn_prepare, .run = bn_fast, .release = bn_release},
+    .fast = {.prepare = prt_bn_fwd_prepare, .run = bn_fast, .release = prt_bn_fwd_release},
     .grad = bn_grad,
     .cheap = true,
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_bn_prepare, prt_cudnn_bn, prt_cudnn_bn_release),

@@ -50,7 +50,7 @@ static void bnb_dims(const prt_shape *s, int64_t *n, int64_t *c, int64_t *sp) {
     for (int i = 2; i < s->ndim; i++) *sp *= s->d[i];
 }
 
-static prt_status bnb_infer(prt_infer_ctx *ic) {
+prt_status prt_bn_bwd_infer(prt_infer_ctx *ic) {
     /* the forward's shape function validates x, eps and momentum */
     prt_shape y, params[4];
     bool present[4];
@@ -176,7 +176,7 @@ done:
     return st;
 }
 
-static prt_status bnb_ref(const prt_kernel_call *c) {
+prt_status prt_bn_bwd_ref(const prt_kernel_call *c) {
     PRT_CHECK(bnb_check(c));
     if (c->training && prt_bn_syncs(c)) return bnb_sync_train(c, false);
     int64_t n, ch, sp;
@@ -244,7 +244,7 @@ static dnnl_status_t bnb_pd(const prt_shape *s, float eps, bool training, dnnl_e
     return st;
 }
 
-static size_t bnb_workspace(const prt_infer_ctx *ic) {
+size_t prt_bn_bwd_workspace(const prt_infer_ctx *ic) {
     dnnl_engine_t eng = prt_dnnl_engine_quiet();
     size_t off, total;
     if (!eng || prt_bn_layout(&ic->in[1], (float)prt_attr_float(&ic->attrs[PRT_BN_A_EPS]), eng, bnb_pd, &off,
@@ -254,7 +254,7 @@ static size_t bnb_workspace(const prt_infer_ctx *ic) {
     return total;
 }
 
-static void bnb_release(void *state) {
+void prt_bn_bwd_release(void *state) {
     bnb_state *s = state;
     if (!s) return;
     for (int t = 0; t < 2; t++) {
@@ -268,7 +268,7 @@ static void bnb_release(void *state) {
     prt_free(s->b.ctx, s, sizeof *s);
 }
 
-static prt_status bnb_prepare(const prt_kernel_call *c, void **state) {
+prt_status prt_bn_bwd_prepare(const prt_kernel_call *c, void **state) {
     PRT_CHECK(bnb_check(c));
     prt_context *ctx = c->ctx;
     bnb_state *s = prt_calloc(ctx, 1, sizeof *s);
@@ -310,7 +310,7 @@ static prt_status bnb_prepare(const prt_kernel_call *c, void **state) {
     return PRT_OK;
 fail:
     if (pd) dnnl_primitive_desc_destroy(pd);
-    bnb_release(s);
+    prt_bn_bwd_release(s);
     return st;
 }
 
@@ -344,7 +344,7 @@ static void bnb_stats(const bnb_stats_job *j, int64_t k) {
     j->var[k] = (float)(v > 0 ? v : 0);
 }
 
-static prt_status bnb_fast(const prt_kernel_call *c) {
+prt_status prt_bn_bwd_fast(const prt_kernel_call *c) {
     bnb_state *s = c->state;
     if (!s) return prt_error(c->ctx, PRT_ERR_INTERNAL, "batchnorm_bwd kernel: run before prepare");
     PRT_CHECK(bnb_check(c));
@@ -398,12 +398,12 @@ const prt_op_schema prt_op_batchnorm_bwd = {
     .n_out = 3,
     .attrs = prt_batchnorm_attrs,
     .n_attrs = PRT_BATCHNORM_N_ATTRS,
-    .infer = bnb_infer,
+    .infer = prt_bn_bwd_infer,
     .flops = bnb_flops,
     .inplace_in = -1,
-    .workspace = bnb_workspace,
-    .ref = {.run = bnb_ref},
-    .fast = {.prepare = bnb_prepare, .run = bnb_fast, .release = bnb_release},
+    .workspace = prt_bn_bwd_workspace,
+    .ref = {.run = prt_bn_bwd_ref},
+    .fast = {.prepare = prt_bn_bwd_prepare, .run = prt_bn_bwd_fast, .release = prt_bn_bwd_release},
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_bn_bwd_prepare, prt_cudnn_bn_bwd, prt_cudnn_bn_release),

@@ -40,4 +40,14 @@ typedef struct prt_bucket_options {
  * reordered afterwards. */
 prt_status prt_sched_buckets(prt_graph *g, int *update_node, const prt_bucket_options *o, int *n_buckets);
 
+/* Fuses each batchnorm whose output is read by one relu and nothing else (not
+ * a graph output) into one batchnorm_relu node (scheduler/fuse.c), on a forward
+ * graph before prt_train_build (a training graph is PRT_ERR_INVALID). The fused
+ * node keeps the batchnorm's parameters (same names and values), param path
+ * and attributes, and the relu's output value; it is named "<bn>+<relu>" (their
+ * common folder once). Nodes and values after a removed one are renumbered.
+ * Opt-in: results are bit for bit those of the unfused graph on the CPU.
+ * *n_fused (may be NULL) gets the number of pairs fused. */
+prt_status prt_graph_fuse_bn_relu(prt_graph *g, int *n_fused);
+
 #endif

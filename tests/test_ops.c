@@ -345,7 +345,7 @@ static int cases_for(const char *op, tcase *cs, rng *r) {
     if (!strcmp(op, "pad")) return cases_pad(cs, r);
     if (!strcmp(op, "global_avgpool")) return cases_global_avgpool(cs, r);
     if (!strcmp(op, "conv")) return cases_conv(cs, r);
-    if (!strcmp(op, "batchnorm")) return cases_batchnorm(cs, r);
+    if (!strcmp(op, "batchnorm") || !strcmp(op, "batchnorm_relu")) return cases_batchnorm(cs, r);
     if (!strcmp(op, "relu") || !strcmp(op, "add") || !strcmp(op, "scale")) return cases_elementwise(cs, r, op);
     if (!strcmp(op, "maxpool")) return cases_pool(cs, r, false);
     if (!strcmp(op, "avgpool")) return cases_pool(cs, r, true);
@@ -681,6 +681,12 @@ static void ref_global_avgpool(r64 *r) {
     }
 }
 
+/* batchnorm then relu, in double */
+static void ref_batchnorm_relu(r64 *r) {
+    ref_batchnorm(r);
+    for (int64_t k = 0; k < numel(&r->shape[0]); k++) r->out[k] = r->out[k] < 0 ? 0 : r->out[k];
+}
+
 static void (*ref_for(const char *op))(r64 *) {
     static const struct { const char *name; void (*fn)(r64 *); } t[] = {
         {"conv", ref_conv},     {"batchnorm", ref_batchnorm}, {"relu", ref_relu},     {"maxpool", ref_pool},
@@ -688,7 +694,7 @@ static void (*ref_for(const char *op))(r64 *) {
         {"linear", ref_linear}, {"softmax", ref_softmax},     {"dropout", ref_dropout}, {"flatten", ref_flatten},
         {"sigmoid", ref_sigmoid}, {"tanh", ref_tanh}, {"clip", ref_clip}, {"mul", ref_binary}, {"sub", ref_binary},
         {"div", ref_binary}, {"matmul", ref_matmul}, {"transpose", ref_transpose}, {"reshape", ref_copy},
-        {"pad", ref_pad}, {"global_avgpool", ref_global_avgpool},
+        {"pad", ref_pad}, {"global_avgpool", ref_global_avgpool}, {"batchnorm_relu", ref_batchnorm_relu},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(t[i].name, op)) return t[i].fn;
@@ -803,7 +809,7 @@ static int check_case_attrs(prt_context *ctx, const prt_op_schema *s, const tcas
         vals[k] = malloc((size_t)(m ? m : 1) * sizeof(float));
         init[k] = malloc((size_t)(m ? m : 1) * sizeof(float));
         v64[k] = malloc((size_t)(m ? m : 1) * sizeof(double));
-        bool positive = !strcmp(s->name, "batchnorm") && k == first_param + 3; /* variance */
+        bool positive = !strncmp(s->name, "batchnorm", 9) && k == first_param + 3; /* variance */
         for (int64_t i = 0; i < m; i++) {
             double v = runif(&r) * 2 - 1;
             if (positive) v = 0.1 + fabs(v);
@@ -857,7 +863,7 @@ static int check_case_attrs(prt_context *ctx, const prt_op_schema *s, const tcas
         snprintf(what, sizeof what, "%s %s (case '%s')", s->name, vname, tc->what);
         compare(what, got, want, on);
         checks++;
-        if (!strcmp(s->name, "batchnorm")) {
+        if (!strcmp(s->name, "batchnorm") || !strcmp(s->name, "batchnorm_relu")) {
             /* running statistics: updated in training, untouched otherwise */
             char w2[300];
             for (int q = 3; q <= 4; q++) {

@@ -36,6 +36,10 @@ prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
 /* --device cpu|cuda|cuda:N: *gpu_index -1 for cpu (and NULL text), else N (cuda
  * is cuda:0). A malformed DEV prints the problem and returns CLI_USAGE. */
 int cli_parse_device(const char *cmd, const char *text, int *gpu_index);
+/* --fuse auto|none|bn-relu: *bn_relu says whether prt_graph_fuse_bn_relu runs
+ * (auto: on a GPU, where it saves a pass over memory; the CPU plans the same
+ * memory either way). A bad value: message, CLI_USAGE. */
+int cli_parse_fuse(const char *cmd, const char *text, bool on_gpu, bool *bn_relu);
 /* .onnx: its initializers into vm (after prt_vm_create); YAML: nothing. */
 prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm);
 

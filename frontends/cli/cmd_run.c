@@ -3,6 +3,7 @@
 #include "frontends/cli/cli_impl.h"
 #include "frontends/program_file_api.h"
 #include "runtime/cuda_api.h"
+#include "scheduler/scheduler_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ static void summarise(const prt_tensor *t, const char *name) {
 int cli_run(int argc, char **argv) {
     bool verbose = false, reference = false;
     long long batch = -1, iters = 10, warmup = 2, seed = 0;
-    const char *input = NULL, *memory_limit = NULL, *device = "cpu", *cuda_graph = "auto";
+    const char *input = NULL, *memory_limit = NULL, *device = "cpu", *cuda_graph = "auto", *fuse = "auto";
     const cli_opt opts[] = {
         {"--batch", CLI_INT, "N", "batch size (default 1; a saved program's own, which it must equal)", &batch},
         {"--iters", CLI_INT, "K", "timed forward passes (default 10)", &iters},
@@ -78,18 +79,23 @@ int cli_run(int argc, char **argv) {
         {"--cuda-graph", CLI_STRING, "MODE",
          "with --device cuda: capture the pass once as a CUDA graph and replay it: auto (default, where the "
          "program allows it), on (an error where it cannot) or off (docs/gpu.md)", &cuda_graph},
+        {"--fuse", CLI_STRING, "WHAT",
+         "bn-relu: each batch norm whose output only a ReLU reads becomes one fused op; none; or auto (default: "
+         "bn-relu with --device cuda, none on the CPU)", &fuse},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
         {0},
     };
     const char *pos[1];
     int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] [--device cpu|cuda[:N]] "
-                       "[--cuda-graph auto|on|off] NET.yaml|PROGRAM.pb",
+                       "[--cuda-graph auto|on|off] [--fuse auto|none|bn-relu] NET.yaml|PROGRAM.pb",
                        opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
     size_t limit;
     if ((rc = cli_parse_memory_limit("run", memory_limit, &limit)) != CLI_OK) return rc;
     int gpu_index;
     if ((rc = cli_parse_device("run", device, &gpu_index)) != CLI_OK) return rc;
+    bool fuse_bn_relu;
+    if ((rc = cli_parse_fuse("run", fuse, gpu_index >= 0, &fuse_bn_relu)) != CLI_OK) return rc;
     prt_cuda_graph_mode graph_mode;
     if (!prt_cuda_graph_mode_from_name(cuda_graph, &graph_mode)) {
         fprintf(stderr, "parrots run: --cuda-graph '%s': expected auto, on or off\n", cuda_graph);
@@ -138,6 +144,7 @@ int cli_run(int argc, char **argv) {
                 prt_program_n_instructions(p));
     } else {
         PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
+        if (fuse_bn_relu) PRT_CHECK_GOTO(prt_graph_fuse_bn_relu(g, NULL), s, done);
         PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
     }
     if (cli_memory_check("run", ctx, p, limit) != CLI_OK) {

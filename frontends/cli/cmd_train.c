@@ -10,6 +10,7 @@
 #include "runtime/comm_api.h"
 #include "runtime/cuda_api.h"
 #include "runtime/trace.h"
+#include "scheduler/scheduler_impl.h"
 #include "vm/vm_impl.h"
 
 #include <math.h>
@@ -28,6 +29,8 @@ typedef struct train_args {
     const char *comm, *bucket_size, *timeline;
     const char *device;         /* --device cpu|cuda|cuda:N */
     const char *cuda_graph;     /* --cuda-graph auto|on|off */
+    const char *fuse;           /* --fuse auto|none|bn-relu */
+    bool fuse_bn_relu;
     prt_cuda_graph_mode graph_mode;
     int gpu_index;              /* its GPU, -1: the CPU */
     long long epochs, batch, seed, threads, log_every, train_limit, test_limit, crop_pad;
@@ -45,7 +48,7 @@ static const char usage_line[] =
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
     "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute auto|none|cheap|segments] [--memory-limit SIZE] "
     "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--device cpu|cuda[:N]] "
-    "[--cuda-graph auto|on|off] "
+    "[--cuda-graph auto|on|off] [--fuse auto|none|bn-relu] "
     "[--comm auto|mpi|nccl|local] "
     "[--comm-timeout S] [--bucket-size SIZE] [--sync-bn] [--timeline FILE.json] [--timeline-steps N] "
     "[--timeline-skip K] [--quiet]";
@@ -150,7 +153,8 @@ static bool speaks(const trainer *t) { return t->rank == 0 || t->a.verbose; }
 /* A fresh copy of the network for each recompute mode --recompute auto tries. */
 static prt_status load_graph(void *user, prt_graph **out) {
     trainer *t = user;
-    return cli_load(t->ctx, t->a.net, out);
+    PRT_CHECK(cli_load(t->ctx, t->a.net, out));
+    return t->a.fuse_bn_relu ? prt_graph_fuse_bn_relu(*out, NULL) : PRT_OK;
 }
 
 /* ---- checkpoints -------------------------------------------------------------- */
@@ -256,7 +260,7 @@ static prt_status setup(trainer *t) {
     prt_context *ctx = t->ctx;
     const train_args *a = &t->a;
     if (a->plot) PRT_CHECK(cli_plot_check(ctx, a->plot));
-    PRT_CHECK(cli_load(ctx, a->net, &t->g));
+    PRT_CHECK(load_graph(t, &t->g));
     PRT_CHECK(cli_make_solver(ctx, t->g, a->epochs, a->batch, a->sets, a->n_sets, &t->solver));
     PRT_CHECK(cli_dataset_open(ctx, a->data, "train", a->train_limit, &t->train));
     PRT_CHECK(cli_dataset_open(ctx, a->data, "test", a->test_limit, &t->test));
@@ -582,6 +586,7 @@ int cli_train(int argc, char **argv) {
     a->comm = "auto";
     a->device = "cpu";
     a->cuda_graph = "auto";
+    a->fuse = "auto";
     a->comm_timeout = (long long)PRT_COMM_DEFAULT_TIMEOUT_S;
     a->timeline_steps = 5;
     a->timeline_skip = 1;
@@ -621,6 +626,9 @@ int cli_train(int argc, char **argv) {
         {"--cuda-graph", CLI_STRING, "MODE",
          "with --device cuda: capture the training step once as a CUDA graph and replay it: auto (default, where "
          "the program allows it), on (an error where it cannot) or off (docs/gpu.md)", &a->cuda_graph},
+        {"--fuse", CLI_STRING, "WHAT",
+         "bn-relu: each batch norm whose output only a ReLU reads becomes one fused op (same results, one pass "
+         "over memory less); none; or auto (default: bn-relu with --device cuda, none on the CPU)", &a->fuse},
         {"--comm", CLI_STRING, "BACKEND",
          "data-parallel transport: auto (default: under mpirun nccl with --device cuda, else mpi; alone, local), "
          "mpi, nccl (GPUs only), or local (one process)", &a->comm},
@@ -683,6 +691,7 @@ int cli_train(int argc, char **argv) {
         return CLI_USAGE;
     }
     if ((rc = cli_parse_device("train", a->device, &a->gpu_index)) != CLI_OK) return rc;
+    if ((rc = cli_parse_fuse("train", a->fuse, a->gpu_index >= 0, &a->fuse_bn_relu)) != CLI_OK) return rc;
     if (!prt_cuda_graph_mode_from_name(a->cuda_graph, &a->graph_mode)) {
         fprintf(stderr, "parrots train: --cuda-graph '%s': expected auto, on or off\n", a->cuda_graph);
         return CLI_USAGE;

@@ -129,6 +129,17 @@ prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm) {
     return st;
 }
 
+int cli_parse_fuse(const char *cmd, const char *text, bool on_gpu, bool *bn_relu) {
+    *bn_relu = false;
+    if (!text || !strcmp(text, "auto")) *bn_relu = on_gpu;
+    else if (!strcmp(text, "bn-relu")) *bn_relu = true;
+    else if (strcmp(text, "none")) {
+        fprintf(stderr, "parrots %s: --fuse '%s': expected auto, none or bn-relu\n", cmd, text);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 int cli_parse_device(const char *cmd, const char *text, int *gpu_index) {
     *gpu_index = -1;
     if (!text || !strcmp(text, "cpu")) return CLI_OK;

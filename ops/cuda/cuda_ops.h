@@ -62,6 +62,12 @@ prt_status prt_cuda_reshape_like(const prt_kernel_call *c);
 prt_status prt_cuda_bias_grad(const prt_kernel_call *c);
 prt_status prt_cuda_global_avgpool(const prt_kernel_call *c);
 
+/* ops/cuda/bn_relu.cu: batchnorm_relu and its gradient, one block per channel
+ * (statistics, running update and the element pass in one launch; no
+ * workspace). Synchronised batch norm is PRT_ERR_UNSUPPORTED, as for batchnorm. */
+prt_status prt_cuda_bn_relu(const prt_kernel_call *c);
+prt_status prt_cuda_bn_relu_bwd(const prt_kernel_call *c);
+
 /* ops/cuda/optim.cu: one multi-tensor launch per update. prepare builds the
  * device table of (param, grad, state) pointers and element chunks once (one
  * cudaMalloc); run computes the step's coefficients on the host
