@@ -115,4 +115,5 @@ const prt_op_schema prt_op_dropout = {
     .grad = dropout_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout),
+    .cuda_bf16 = true,
 };

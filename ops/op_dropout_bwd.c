@@ -97,4 +97,5 @@ const prt_op_schema prt_op_dropout_bwd = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout_bwd),
+    .cuda_bf16 = true,
 };
