@@ -13,7 +13,8 @@
 enum { A_TO };
 
 static const prt_attr_def cast_attrs[] = {
-    PRT_ATTR_REQ("to", PRT_ATTR_STRING, 0, "the output dtype: f32 or bf16"),
+    {.name = "to", .type = PRT_ATTR_STRING, .def = {.type = PRT_ATTR_STRING, .s = "f32"},
+     .doc = "the output dtype: f32 (default) or bf16"},
 };
 
 static bool cast_dtype_ok(prt_dtype t) { return t == PRT_F32 || t == PRT_BF16; }
