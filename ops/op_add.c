@@ -91,4 +91,5 @@ const prt_op_schema prt_op_add = {
     .grad = add_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_add),
+    .cuda_bf16 = true,
 };

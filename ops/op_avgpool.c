@@ -40,4 +40,5 @@ const prt_op_schema prt_op_avgpool = {
     .fast = {.prepare = avgpool_prepare, .run = prt_pool_fast_run, .release = prt_pool_fast_release},
     .grad = avgpool_grad,
     .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_avgpool, NULL),
+    .cuda_bf16 = true,
 };

@@ -498,4 +498,6 @@ const prt_op_schema prt_op_batchnorm = {
     .grad = bn_grad,
     .cheap = true,
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_bn_prepare, prt_cudnn_bn, prt_cudnn_bn_release),
+    .cuda_bf16 = true,
+    .bf16_f32_params = 0xF, /* scale, shift, running mean and variance */
 };

@@ -82,6 +82,12 @@ prt_status prt_bn_bwd_infer(prt_infer_ctx *ic) {
     ic->out[0] = ic->in[1];
     ic->out[1] = params[0];
     ic->out[2] = params[0];
+    /* bf16 dy and x (scheduler/precision.c): the scale's gradients are f32, as
+     * the scale itself and cuDNN's scale/bias descriptor are */
+    if (ic->in_dtype != PRT_F32) {
+        ic->out_dtype_mask = 6u;
+        ic->out_dtypes[1] = ic->out_dtypes[2] = PRT_F32;
+    }
     return PRT_OK;
 }
 
@@ -407,4 +413,5 @@ const prt_op_schema prt_op_batchnorm_bwd = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_bn_bwd_prepare, prt_cudnn_bn_bwd, prt_cudnn_bn_release),
+    .cuda_bf16 = true,
 };

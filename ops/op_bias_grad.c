@@ -102,4 +102,5 @@ const prt_op_schema prt_op_bias_grad = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_bias_grad),
+    .cuda_bf16 = true,
 };

@@ -188,4 +188,5 @@ const prt_op_schema prt_op_concat = {
     .cheap = true,
     .input_views = concat_input_views,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_concat),
+    .cuda_bf16 = true,
 };

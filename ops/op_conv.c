@@ -467,4 +467,5 @@ const prt_op_schema prt_op_conv = {
     .grad = conv_grad,
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_conv_prepare, prt_cudnn_conv, prt_cudnn_conv_release),
     .workspace_cuda = PRT_CUDNN_FN(prt_cudnn_conv_workspace),
+    .cuda_bf16 = true,
 };

@@ -79,4 +79,5 @@ const prt_op_schema prt_op_conv_bwd_data = {
     .shape_only = 1u << 2,
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_conv_bwd_data_prepare, prt_cudnn_conv_bwd_data, prt_cudnn_conv_release),
     .workspace_cuda = PRT_CUDNN_FN(prt_cudnn_conv_bwd_data_workspace),
+    .cuda_bf16 = true,
 };

@@ -77,4 +77,5 @@ const prt_op_schema prt_op_conv_bwd_weight = {
     .shape_only = 1u << 2,
     .cuda = PRT_CUDNN_KERNEL(prt_cudnn_conv_bwd_weight_prepare, prt_cudnn_conv_bwd_weight, prt_cudnn_conv_release),
     .workspace_cuda = PRT_CUDNN_FN(prt_cudnn_conv_bwd_weight_workspace),
+    .cuda_bf16 = true,
 };

@@ -122,4 +122,5 @@ const prt_op_schema prt_op_dropout = {
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout, .step_bytes = PRT_DROPOUT_STEP_BYTES,
                             .step_values = prt_dropout_step_values),
+    .cuda_bf16 = true,
 };

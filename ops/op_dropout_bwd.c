@@ -98,4 +98,5 @@ const prt_op_schema prt_op_dropout_bwd = {
     .grad_note = "backward-only op",
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_dropout_bwd, .step_bytes = PRT_DROPOUT_STEP_BYTES,
                             .step_values = prt_dropout_step_values),
+    .cuda_bf16 = true,
 };

@@ -43,4 +43,5 @@ const prt_op_schema prt_op_flatten = {
     .grad = flatten_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_flatten),
+    .cuda_bf16 = true,
 };

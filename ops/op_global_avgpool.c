@@ -90,4 +90,5 @@ const prt_op_schema prt_op_global_avgpool = {
     .grad = gap_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_global_avgpool),
+    .cuda_bf16 = true,
 };

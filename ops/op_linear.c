@@ -224,4 +224,5 @@ const prt_op_schema prt_op_linear = {
     .fast = {.prepare = linear_prepare, .run = linear_fast, .release = linear_release},
     .grad = linear_grad,
     .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_linear, NULL),
+    .cuda_bf16 = true,
 };

@@ -48,4 +48,5 @@ const prt_op_schema prt_op_linear_bwd_data = {
     .grad_note = "backward-only op",
     .shape_only = 1u << 2,
     .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_linear_bwd_data, NULL),
+    .cuda_bf16 = true,
 };

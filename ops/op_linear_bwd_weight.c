@@ -47,4 +47,5 @@ const prt_op_schema prt_op_linear_bwd_weight = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_linear_bwd_weight, NULL),
+    .cuda_bf16 = true,
 };

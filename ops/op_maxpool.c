@@ -39,4 +39,5 @@ const prt_op_schema prt_op_maxpool = {
     .grad = maxpool_grad,
     .cheap = true,
     .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_maxpool, NULL),
+    .cuda_bf16 = true,
 };

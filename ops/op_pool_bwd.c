@@ -151,6 +151,7 @@ const prt_op_schema prt_op_maxpool_bwd = {
     .cuda = PRT_CUDNN_KERNEL(NULL, prt_cudnn_maxpool_bwd, NULL),
     .grad = NULL,
     .grad_note = "backward-only op",
+    .cuda_bf16 = true,
 };
 
 const prt_op_schema prt_op_avgpool_bwd = {
@@ -170,4 +171,5 @@ const prt_op_schema prt_op_avgpool_bwd = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .shape_only = 1u << IN_X,
+    .cuda_bf16 = true,
 };

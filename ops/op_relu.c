@@ -52,4 +52,5 @@ const prt_op_schema prt_op_relu = {
     .grad = relu_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_relu),
+    .cuda_bf16 = true,
 };

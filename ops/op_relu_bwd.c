@@ -57,4 +57,5 @@ const prt_op_schema prt_op_relu_bwd = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_relu_bwd),
+    .cuda_bf16 = true,
 };

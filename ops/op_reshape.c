@@ -88,4 +88,5 @@ const prt_op_schema prt_op_reshape = {
     .grad = reshape_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_reshape),
+    .cuda_bf16 = true,
 };

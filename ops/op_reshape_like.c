@@ -41,4 +41,5 @@ const prt_op_schema prt_op_reshape_like = {
     .grad_note = "backward-only op",
     .shape_only = 1u << IN_LIKE,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_reshape_like),
+    .cuda_bf16 = true,
 };

@@ -60,4 +60,5 @@ const prt_op_schema prt_op_scale = {
     .grad = scale_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_scale),
+    .cuda_bf16 = true,
 };

@@ -108,4 +108,5 @@ const prt_op_schema prt_op_slice = {
     .grad_note = "backward-only op",
     .shape_only = 1u << IN_LIKE,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_slice),
+    .cuda_bf16 = true,
 };

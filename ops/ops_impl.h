@@ -77,7 +77,17 @@ typedef struct prt_infer_ctx {
     prt_shape *params;       /* to fill, one per slot */
     bool *param_present;     /* to fill: false where the slot is unused (e.g. bias: false) */
     const char *op_name;     /* the schema's name, for messages; NULL: omitted */
+    /* (appended for bf16) bit k set: output k has dtype out_dtypes[k] rather than
+     * out_dtype, e.g. batchnorm_bwd's f32 dscale and dshift beside a bf16 dx.
+     * Callers zero it; prt_infer_out_dtype() reads the result. */
+    unsigned out_dtype_mask;
+    prt_dtype out_dtypes[4];
 } prt_infer_ctx;
+
+/* The dtype inference gave output k. */
+static inline prt_dtype prt_infer_out_dtype(const prt_infer_ctx *ic, int k) {
+    return (k < 4 && ((ic->out_dtype_mask >> k) & 1u)) ? ic->out_dtypes[k] : ic->out_dtype;
+}
 
 /* Reports a shape error at the node: "file:line:col: layer 'x' (conv): <msg>". */
 prt_status prt_infer_error(const prt_infer_ctx *ic, const char *fmt, ...) PRT_PRINTF(2, 3);
@@ -202,6 +212,17 @@ typedef struct prt_op_schema {
     /* optional: workspace bytes of the CUDA kernel for these shapes (cuDNN's
      * algorithms need their own); NULL: the `workspace` hook's answer */
     size_t (*workspace_cuda)(const prt_infer_ctx *ic);
+    /* ---- bf16 (appended) ---- */
+    /* the CUDA kernel also takes bf16 activations (stored bf16, computed in f32;
+     * parameters and statistics as the op documents): prt_graph_set_precision
+     * (scheduler/precision.c) makes only such ops bf16, and a bf16 call of any
+     * other op is refused when the VM is created. The CPU kernels compute f32
+     * only (the `cast` op aside). */
+    bool cuda_bf16;
+    /* bit p set: parameter slot p stays f32 in a bf16 call (batch norm's scale,
+     * shift and running statistics); the other slots get a bf16 cast of their
+     * f32 master copy (conv and linear weights and biases) */
+    uint8_t bf16_f32_params;
 } prt_op_schema;
 
 /* ---- gradient builders ------------------------------------------------ */

@@ -236,7 +236,7 @@ static prt_status infer_node(prt_graph *g, int n, prt_infer_scratch *sc, prt_inf
             return prt_error_prefix(g->ctx, st, "layer '%s' (%s)", nd->name, s->name);
         }
         g->values[g->nodes[n].out[k]].shape = sc->out[k];
-        g->values[g->nodes[n].out[k]].dtype = ic->out_dtype;
+        g->values[g->nodes[n].out[k]].dtype = prt_infer_out_dtype(ic, k);
     }
     return PRT_OK;
 }

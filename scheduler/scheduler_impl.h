@@ -50,4 +50,31 @@ prt_status prt_sched_buckets(prt_graph *g, int *update_node, const prt_bucket_op
  * *n_fused (may be NULL) gets the number of pairs fused. */
 prt_status prt_graph_fuse_bn_relu(prt_graph *g, int *n_fused);
 
+/* ---- mixed precision (scheduler/precision.c) ------------------------------ */
+
+typedef enum prt_precision {
+    PRT_PRECISION_FP32, /* every value f32, as built */
+    PRT_PRECISION_BF16, /* bf16 activations, f32 parameters (the master copies) */
+} prt_precision;
+
+/* "fp32" or "bf16"; false for anything else. */
+bool prt_precision_from_name(const char *name, prt_precision *out);
+const char *prt_precision_name(prt_precision p);
+
+/* Rewrites a forward graph (parameters bound, before prt_train_build) to run
+ * in `prec`; FP32 leaves it alone. BF16: every node whose op has a bf16 CUDA
+ * kernel (schema cuda_bf16) computes on bf16 activations, with an inserted
+ * `cast` wherever a value meets a node of the other dtype: after the f32 data
+ * inputs, before each use of a conv or linear parameter (the f32 master copy
+ * cast to bf16 once, all uses sharing it, so its gradient comes back through
+ * the cast's gradient as f32 and the optimizer and its state stay f32), around
+ * any op without a bf16 kernel (it runs in f32), and on every graph output
+ * that is bf16 (outputs are f32: the logits reach the loss as f32). Batch
+ * norm's parameters and running statistics stay f32 (schema
+ * bf16_f32_params). Casts are named "<value>/bf16" and "<value>/f32"; an
+ * output cast renames nothing, so the graph's outputs get those names.
+ * Inference runs at the graph's current batch. A graph that already has bf16
+ * values, or is a training graph, is refused. */
+prt_status prt_graph_set_precision(prt_graph *g, prt_precision prec);
+
 #endif

@@ -377,6 +377,16 @@ static int cases_global_avgpool(gcase *cs, rng *r) {
     return n;
 }
 
+/* cast to its default f32: the gradient is a cast back, the identity here */
+static int cases_cast(gcase *cs, rng *r) {
+    int n = 0;
+    gcase *last;
+    GCASE("4-D", S(SH4(2, 3, 4, 5)));
+    (void)r;
+    (void)last;
+    return n;
+}
+
 /* The cases of an op by name; 0 for an op this file does not know. */
 static int cases_for(const char *op, gcase *cs, rng *r) {
     static const struct { const char *name; int (*fn)(gcase *, rng *); } t[] = {
@@ -388,6 +398,7 @@ static int cases_for(const char *op, gcase *cs, rng *r) {
         {"mul", cases_binary}, {"sub", cases_binary}, {"div", cases_binary}, {"matmul", cases_matmul},
         {"transpose", cases_transpose}, {"reshape", cases_reshape}, {"pad", cases_pad},
         {"global_avgpool", cases_global_avgpool}, {"batchnorm_relu", cases_batchnorm_relu},
+        {"cast", cases_cast},
     };
     if (!strcmp(op, "maxpool")) return cases_pool(cs, r, false);
     if (!strcmp(op, "avgpool")) return cases_pool(cs, r, true);

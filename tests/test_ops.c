@@ -335,7 +335,19 @@ static int cases_global_avgpool(tcase *cs, rng *r) {
     return n;
 }
 
+/* cast's default `to` is f32: on f32 data the harness checks the identity
+ * (the f32 <-> bf16 conversions are tests/test_cast.c's) */
+static int cases_cast(tcase *cs, rng *r) {
+    int n = 0;
+    CASE("4-D", S(SH4(2, 3, 4, 5)));
+    CASE("large", S(SH4(2, 64, 33, 35)));
+    prt_shape in = SH(2, rint_(r, 1, 9), rint_(r, 1, 9), 0, 0);
+    add_case(cs, &n, "random", 1, &in, NULL, 0);
+    return n;
+}
+
 static int cases_for(const char *op, tcase *cs, rng *r) {
+    if (!strcmp(op, "cast")) return cases_cast(cs, r);
     if (!strcmp(op, "sigmoid") || !strcmp(op, "tanh")) return cases_elementwise(cs, r, op);
     if (!strcmp(op, "clip")) return cases_clip(cs, r);
     if (!strcmp(op, "mul") || !strcmp(op, "sub") || !strcmp(op, "div")) return cases_binary(cs, r);
@@ -695,6 +707,7 @@ static void (*ref_for(const char *op))(r64 *) {
         {"sigmoid", ref_sigmoid}, {"tanh", ref_tanh}, {"clip", ref_clip}, {"mul", ref_binary}, {"sub", ref_binary},
         {"div", ref_binary}, {"matmul", ref_matmul}, {"transpose", ref_transpose}, {"reshape", ref_copy},
         {"pad", ref_pad}, {"global_avgpool", ref_global_avgpool}, {"batchnorm_relu", ref_batchnorm_relu},
+        {"cast", ref_copy},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(t[i].name, op)) return t[i].fn;

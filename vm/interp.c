@@ -527,6 +527,17 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     if (!c->kernel->run)
         return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': call '%s': op '%s' has no CUDA kernel, so the program "
                          "cannot run on a GPU", p->name, d->node, s->name);
+    /* bf16 (scheduler/precision.c): only the kernels that say so read or write it */
+    for (int j = 0; j < d->n_in + d->n_out; j++) {
+        if (p->regs[j < d->n_in ? d->in[j] : d->out[j - d->n_in]].dtype != PRT_BF16) continue;
+        if (!vm->cuda && s != &prt_op_cast)
+            return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': call '%s': op '%s' computes in bf16, which the "
+                             "CPU kernels do not: bf16 needs --device cuda", p->name, d->node, s->name);
+        if (vm->cuda && !s->cuda_bf16)
+            return prt_error(ctx, PRT_ERR_UNSUPPORTED, "program '%s': call '%s': op '%s' has no bf16 CUDA kernel",
+                             p->name, d->node, s->name);
+        break;
+    }
     c->run = c->kernel->run;
     c->node = d->node;
     c->op = s->name;

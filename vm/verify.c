@@ -247,10 +247,10 @@ static prt_status check_call(verifier *v, const prt_call_desc *c) {
             return fail(v, "output %d (r%d '%s') has shape %s, expected %s", j, c->out[j],
                         reg_name(p, c->out[j]), got, want);
         }
-        if (r->dtype != ic.out_dtype)
+        if (r->dtype != prt_infer_out_dtype(&ic, j))
             return fail(v, "output %d (r%d '%s') has dtype %s, expected %s", j, c->out[j],
                         reg_name(p, c->out[j]), prt_dtype_name(r->dtype),
-                        prt_dtype_name(ic.out_dtype));
+                        prt_dtype_name(prt_infer_out_dtype(&ic, j)));
     }
     if (v->defined)
         for (int j = 0; j < c->n_out; j++) v->defined[c->out[j]] = true;

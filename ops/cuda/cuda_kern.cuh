@@ -12,6 +12,7 @@
 #define restrict __restrict__
 #endif
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -60,6 +61,41 @@ static inline prt_status prt_cuk_check_f32(const prt_kernel_call *c, const char 
     for (int k = 0; k < c->n_out; k++) PRT_CHECK(prt_cuk_check_tensor(c, op, c->out[k], "output", k, PRT_F32));
     return PRT_OK;
 }
+
+/* bf16 (scheduler/precision.c): all tensors f32, or all bf16 (the dtype of
+ * output 0, else input 0, decides), contiguous, with the expected counts. */
+static inline prt_status prt_cuk_check_float(const prt_kernel_call *c, const char *op, int n_in_min, int n_in_max,
+                                             int n_out, prt_dtype *dt) {
+    if (c->n_in < n_in_min || (n_in_max >= 0 && c->n_in > n_in_max) || c->n_out != n_out || c->n_in + c->n_out < 1)
+        return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s CUDA kernel: called with %d inputs and %d outputs", op,
+                         c->n_in, c->n_out);
+    *dt = c->n_out ? c->out[0]->dtype : c->in[0]->dtype;
+    if (*dt != PRT_F32 && *dt != PRT_BF16)
+        return prt_error(c->ctx, PRT_ERR_UNSUPPORTED, "%s CUDA kernel: %s tensors; f32 and bf16 are supported", op,
+                         prt_dtype_name(*dt));
+    for (int k = 0; k < c->n_in; k++) PRT_CHECK(prt_cuk_check_tensor(c, op, c->in[k], "input", k, *dt));
+    for (int k = 0; k < c->n_out; k++) PRT_CHECK(prt_cuk_check_tensor(c, op, c->out[k], "output", k, *dt));
+    return PRT_OK;
+}
+
+/* Storage types: kernels templated over T (float or __nv_bfloat16) load into
+ * float, compute in float and round once when they store (to nearest even). */
+static __device__ __forceinline__ float prt_cuk_ld(const float *p) { return *p; }
+static __device__ __forceinline__ float prt_cuk_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void prt_cuk_st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void prt_cuk_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* Runs the statements with T the storage type of dtype dt. */
+#define PRT_CUK_DISPATCH(dt, T, ...)  \
+    do {                              \
+        if ((dt) == PRT_BF16) {       \
+            typedef __nv_bfloat16 T;  \
+            __VA_ARGS__;              \
+        } else {                      \
+            typedef float T;          \
+            __VA_ARGS__;              \
+        }                             \
+    } while (0)
 
 /* Inputs [0, n) have output 0's element count (shapes checked by inference;
  * a kernel called directly by a test has not been). */

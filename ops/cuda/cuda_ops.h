@@ -44,6 +44,9 @@ prt_status prt_cuda_tanh_bwd(const prt_kernel_call *c);
 prt_status prt_cuda_dropout(const prt_kernel_call *c);
 prt_status prt_cuda_dropout_bwd(const prt_kernel_call *c);
 
+/* ops/cuda/cast.cu: f32 <-> bf16 (ops/bf16.h's conversions) */
+prt_status prt_cuda_cast(const prt_kernel_call *c);
+
 /* ops/cuda/xent.cu. The forward needs the op's workspace (N doubles, the
  * `workspace` hook's answer). A label outside [0, classes) cannot be reported
  * without synchronising: that sample's loss, and so the mean, is NaN. */

@@ -28,6 +28,7 @@
 
 typedef struct bn_state {
     prt_context *ctx;
+    prt_dtype dt;                     /* of x, y, dy, dx: f32 or bf16 */
     cudnnTensorDescriptor_t x, stats; /* [N, C, S, 1] and [1, C, 1, 1] */
 } bn_state;
 
@@ -55,18 +56,26 @@ static prt_status bn_unsupported_sync(const prt_kernel_call *c, const char *what
     return PRT_OK;
 }
 
-static prt_status bn_prepare_on(const prt_kernel_call *c, const prt_shape *xs, const char *what, void **state) {
+static prt_status bn_prepare_on(const prt_kernel_call *c, const prt_tensor *xt, const char *what, void **state) {
+    const prt_shape *xs = &xt->shape;
     PRT_CHECK(bn_unsupported_sync(c, what));
     bn_state *s = prt_calloc(c->ctx, 1, sizeof *s);
     if (!s) return prt_error(c->ctx, PRT_ERR_NOMEM, "%s on CUDA: kernel state", what);
     s->ctx = c->ctx;
+    s->dt = xt->dtype;
     prt_status st = PRT_OK;
     int64_t n, ch, sp;
     bn_dims(xs, &n, &ch, &sp);
     PRT_CUDNN_TRY_GOTO(c->ctx, what, cudnnCreateTensorDescriptor(&s->x), st, fail);
     PRT_CUDNN_TRY_GOTO(c->ctx, what, cudnnCreateTensorDescriptor(&s->stats), st, fail);
-    PRT_CHECK_GOTO(prt_cudnn_tensor4(c->ctx, what, s->x, n, ch, sp, 1), st, fail);
-    PRT_CHECK_GOTO(prt_cudnn_tensor4(c->ctx, what, s->stats, 1, ch, 1, 1), st, fail);
+    PRT_CHECK_GOTO(prt_cudnn_tensor4_dt(c->ctx, what, s->x, s->dt, n, ch, sp, 1), st, fail);
+    /* bf16 x and y with f32 scale, shift and statistics: the descriptor cuDNN
+     * derives from x's (float for half and bf16 data, cudnn_ops.h) */
+    if (s->dt == PRT_BF16)
+        PRT_CUDNN_TRY_GOTO(c->ctx, what, cudnnDeriveBNTensorDescriptor(s->stats, s->x, CUDNN_BATCHNORM_SPATIAL), st,
+                           fail);
+    else
+        PRT_CHECK_GOTO(prt_cudnn_tensor4(c->ctx, what, s->stats, 1, ch, 1, 1), st, fail);
     *state = s;
     return PRT_OK;
 fail:
@@ -75,11 +84,11 @@ fail:
 }
 
 prt_status prt_cudnn_bn_prepare(const prt_kernel_call *c, void **state) {
-    return bn_prepare_on(c, &c->in[0]->shape, "batchnorm", state);
+    return bn_prepare_on(c, c->in[0], "batchnorm", state);
 }
 
 prt_status prt_cudnn_bn_bwd_prepare(const prt_kernel_call *c, void **state) {
-    return bn_prepare_on(c, &c->in[1]->shape, "batchnorm_bwd", state);
+    return bn_prepare_on(c, c->in[1], "batchnorm_bwd", state);
 }
 
 enum { P_SCALE = 1, P_SHIFT, P_MEAN, P_VAR }; /* batchnorm's inputs after x */
@@ -88,7 +97,9 @@ prt_status prt_cudnn_bn(const prt_kernel_call *c) {
     const char *what = "batchnorm";
     bn_state *s = c->state;
     if (!s) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: run before prepare", what);
-    PRT_CHECK(prt_cudnn_check_f32(c, what));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cudnn_check_act(c, what, 1u, 1u, &dt)); /* x, y */
+    if (dt != s->dt) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: prepared for another dtype", what);
     if (c->n_in != 5 || c->n_out != 1)
         return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: %d inputs, expected 5", what, c->n_in);
     PRT_CHECK(bn_unsupported_sync(c, what));
@@ -125,7 +136,9 @@ prt_status prt_cudnn_bn_bwd(const prt_kernel_call *c) {
     const char *what = "batchnorm_bwd";
     bn_state *s = c->state;
     if (!s) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: run before prepare", what);
-    PRT_CHECK(prt_cudnn_check_f32(c, what));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cudnn_check_act(c, what, 3u, 1u, &dt)); /* dy, x, dx */
+    if (dt != s->dt) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: prepared for another dtype", what);
     if ((c->n_in != 3 && c->n_in != 5) || c->n_out != 3)
         return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: %d inputs and %d outputs, expected 3 or 5 and 3", what,
                          c->n_in, c->n_out);
@@ -138,9 +151,15 @@ prt_status prt_cudnn_bn_bwd(const prt_kernel_call *c) {
     bn_dims(&c->in[1]->shape, &n, &ch, &sp);
     if (n * ch * sp == 0) return PRT_OK;
     double eps = prt_attr_float(&c->attrs[PRT_BN_A_EPS]);
-    const float *dy = c->in[0]->data, *x = c->in[1]->data, *scale = c->in[2]->data;
-    float *dx = c->out[0]->data, *dscale = c->out[1]->data, *dshift = c->out[2]->data;
+    const void *dy = c->in[0]->data, *x = c->in[1]->data;
+    const float *scale = c->in[2]->data;
+    void *dx = c->out[0]->data;
+    float *dscale = c->out[1]->data, *dshift = c->out[2]->data;
     if (!c->training) {
+        if (dt != PRT_F32)
+            return prt_error(c->ctx, PRT_ERR_UNSUPPORTED,
+                             "%s on CUDA: the gradient outside training (running statistics) is f32 only, not %s", what,
+                             prt_dtype_name(dt));
         PRT_CUK_TRY(c->ctx, what,
                     prt_cuk_bn_bwd_eval(dy, x, scale, c->in[3]->data, c->in[4]->data, eps, dx, dscale, dshift, n, ch,
                                         sp, c->stream));

@@ -39,6 +39,7 @@ static const char *const kind_name[3] = {"conv", "conv_bwd_data", "conv_bwd_weig
 typedef struct conv_state {
     prt_context *ctx;
     conv_kind kind;
+    prt_dtype dt;                       /* every operand's: f32 or bf16 */
     cudnnTensorDescriptor_t x, y, bias; /* bias: NULL without one */
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -111,14 +112,17 @@ static prt_status conv_descriptors(const prt_kernel_call *c, conv_state *s, cons
     PRT_CUDNN_TRY(ctx, what, cudnnCreateTensorDescriptor(&s->y));
     PRT_CUDNN_TRY(ctx, what, cudnnCreateFilterDescriptor(&s->w));
     PRT_CUDNN_TRY(ctx, what, cudnnCreateConvolutionDescriptor(&s->conv));
-    PRT_CHECK(prt_cudnn_tensor4(ctx, what, s->x, g.n, g.c, g.h, g.w));
-    PRT_CHECK(prt_cudnn_tensor4(ctx, what, s->y, g.n, g.o, w->oh, w->ow));
-    PRT_CUDNN_TRY(ctx, what, cudnnSetFilter4dDescriptor(s->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, o, cg, kh, kw));
+    PRT_CHECK(prt_cudnn_tensor4_dt(ctx, what, s->x, s->dt, g.n, g.c, g.h, g.w));
+    PRT_CHECK(prt_cudnn_tensor4_dt(ctx, what, s->y, s->dt, g.n, g.o, w->oh, w->ow));
+    PRT_CUDNN_TRY(ctx, what,
+                  cudnnSetFilter4dDescriptor(s->w, prt_cudnn_dtype(s->dt), CUDNN_TENSOR_NCHW, o, cg, kh, kw));
+    /* bf16 operands accumulate in f32 (the compute type), on tensor cores */
     PRT_CUDNN_TRY(ctx, what,
                   cudnnSetConvolution2dDescriptor(s->conv, ph, pw, sh, sw, dh, dw, CUDNN_CROSS_CORRELATION,
                                                   CUDNN_DATA_FLOAT));
     PRT_CUDNN_TRY(ctx, what, cudnnSetConvolutionGroupCount(s->conv, groups));
-    PRT_CUDNN_TRY(ctx, what, cudnnSetConvolutionMathType(s->conv, CUDNN_DEFAULT_MATH));
+    PRT_CUDNN_TRY(ctx, what,
+                  cudnnSetConvolutionMathType(s->conv, s->dt == PRT_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH));
     int dims[4];
     PRT_CUDNN_TRY(ctx, what, cudnnGetConvolutionNdForwardOutputDim(s->conv, s->x, s->w, 4, dims));
     if (dims[0] != g.n || dims[1] != g.o || dims[2] != w->oh || dims[3] != w->ow)
@@ -127,7 +131,7 @@ static prt_status conv_descriptors(const prt_kernel_call *c, conv_state *s, cons
                          (long long)w->ow);
     if (s->kind == K_FWD && prt_attr_bool(&c->attrs[PRT_CONV_A_BIAS])) {
         PRT_CUDNN_TRY(ctx, what, cudnnCreateTensorDescriptor(&s->bias));
-        PRT_CHECK(prt_cudnn_tensor4(ctx, what, s->bias, 1, g.o, 1, 1));
+        PRT_CHECK(prt_cudnn_tensor4_dt(ctx, what, s->bias, s->dt, 1, g.o, 1, 1));
     }
     return PRT_OK;
 }
@@ -277,6 +281,7 @@ static prt_status conv_prepare(const prt_kernel_call *c, conv_kind kind, void **
     if (!s) return prt_error(c->ctx, PRT_ERR_NOMEM, "%s on CUDA: kernel state", what);
     s->ctx = c->ctx;
     s->kind = kind;
+    s->dt = c->in[x_slot(kind)]->dtype;
     prt_status st;
     PRT_CHECK_GOTO(conv_descriptors(c, s, what), st, fail);
     PRT_CHECK_GOTO(conv_choose(c, s, h, what), st, fail);
@@ -301,7 +306,9 @@ static prt_status conv_run(const prt_kernel_call *c, conv_kind kind) {
     const char *what = kind_name[kind];
     conv_state *s = c->state;
     if (!s || s->kind != kind) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: run before prepare", what);
-    PRT_CHECK(prt_cudnn_check_f32(c, what));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cudnn_check_act(c, what, ~0u, ~0u, &dt));
+    if (dt != s->dt) return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: prepared for another dtype", what);
     int want = kind == K_FWD ? (s->bias ? 3 : 2) : 3;
     if (c->n_in != want || c->n_out != 1)
         return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: %d inputs and %d outputs, expected %d and 1", what,

@@ -10,6 +10,7 @@
 // contain it, in the CPU's output order: deterministic, no atomics.
 #include "ops/cuda/cudnn_util.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,32 +19,40 @@ namespace {
 
 const int kThreads = 256;
 
+// bf16 storage (scheduler/precision.c): loaded into float, computed as for
+// f32, rounded once when stored.
+__device__ __forceinline__ float ld(const float *p) { return *p; }
+__device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
 int blocks_for(int64_t n) {
     int64_t b = (n + kThreads - 1) / kThreads;
     return (int)(b < 65535 * 32 ? (b > 0 ? b : 1) : 65535 * 32);
 }
 
-__global__ void pool_fwd(const float *__restrict__ x, float *__restrict__ y, int64_t total, int64_t h, int64_t w,
+template <class T>
+__global__ void pool_fwd(const T *__restrict__ x, T *__restrict__ y, int64_t total, int64_t h, int64_t w,
                          prt_cuk_window win, int avg, int count_pad) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t ox = i % win.ow, oy = (i / win.ow) % win.oh, p = i / (win.ow * win.oh);
-        const float *plane = x + p * h * w;
+        const T *plane = x + p * h * w;
         int64_t y0 = oy * win.sh - win.pt, x0 = ox * win.sw - win.pl;
         int64_t ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + win.kh > h ? h - y0 : win.kh;
         int64_t kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + win.kw > w ? w - x0 : win.kw;
         float m = -INFINITY, sum = 0.0f;
         int64_t count = 0;
         for (int64_t ky = ky0; ky < ky1; ky++) {
-            const float *row = plane + (y0 + ky) * w + x0;
+            const T *row = plane + (y0 + ky) * w + x0;
             for (int64_t kx = kx0; kx < kx1; kx++) {
-                float v = row[kx];
+                float v = ld(row + kx);
                 if (v > m || v != v) m = v;
                 sum += v;
             }
             count += kx1 > kx0 ? kx1 - kx0 : 0;
         }
-        y[i] = avg ? sum / (float)(count_pad ? win.kh * win.kw : count) : m;
+        st(y + i, avg ? sum / (float)(count_pad ? win.kh * win.kw : count) : m);
     }
 }
 
@@ -56,13 +65,14 @@ __device__ void windows_of(int64_t i, int64_t k, int64_t s, int64_t pad, int64_t
     *o1 = hi < n_out - 1 ? hi : n_out - 1;
 }
 
-__global__ void pool_bwd(const float *__restrict__ dy, const float *__restrict__ x, float *__restrict__ dx,
+template <class T>
+__global__ void pool_bwd(const T *__restrict__ dy, const T *__restrict__ x, T *__restrict__ dx,
                          int64_t total, int64_t h, int64_t w, prt_cuk_window win, int avg, int count_pad) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t ix = i % w, iy = (i / w) % h, p = i / (w * h);
-        const float *g = dy + p * win.oh * win.ow;
-        const float *plane = x ? x + p * h * w : nullptr;
+        const T *g = dy + p * win.oh * win.ow;
+        const T *plane = x ? x + p * h * w : nullptr;
         int64_t oy0, oy1, ox0, ox1;
         windows_of(iy, win.kh, win.sh, win.pt, win.oh, &oy0, &oy1);
         windows_of(ix, win.kw, win.sw, win.pl, win.ow, &ox0, &ox1);
@@ -74,7 +84,7 @@ __global__ void pool_bwd(const float *__restrict__ dy, const float *__restrict__
                     int64_t ya = ys < 0 ? 0 : ys, yb = ys + win.kh < h ? ys + win.kh : h;
                     int64_t xa = xs < 0 ? 0 : xs, xb = xs + win.kw < w ? xs + win.kw : w;
                     int64_t count = count_pad ? win.kh * win.kw : (yb - ya) * (xb - xa);
-                    acc += g[oy * win.ow + ox] / (float)count;
+                    acc += ld(g + oy * win.ow + ox) / (float)count;
                     continue;
                 }
                 // the window's winner by op_pool_bwd.c's rule (first maximum, a NaN wins)
@@ -86,17 +96,17 @@ __global__ void pool_bwd(const float *__restrict__ dy, const float *__restrict__
                     for (int64_t kx = 0; kx < win.kw; kx++) {
                         int64_t xx = xs + kx;
                         if (xx < 0 || xx >= w) continue;
-                        float v = plane[yy * w + xx];
+                        float v = ld(plane + yy * w + xx);
                         if (arg < 0 || v > m || isnan(v)) {
                             m = v;
                             arg = yy * w + xx;
                         }
                     }
                 }
-                if (arg == iy * w + ix) acc += g[oy * win.ow + ox];
+                if (arg == iy * w + ix) acc += ld(g + oy * win.ow + ox);
             }
         }
-        dx[i] = acc;
+        st(dx + i, acc);
     }
 }
 
@@ -137,7 +147,7 @@ __global__ void bn_bwd_eval(const float *__restrict__ dy, const float *__restric
     }
 }
 
-__global__ void bias_rows(float *__restrict__ y, const float *__restrict__ b, int64_t total, int64_t out) {
+template <class T> __global__ void bias_rows(T *__restrict__ y, const T *__restrict__ b, int64_t total, int64_t out) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = b[i % out];
 }
@@ -146,20 +156,30 @@ int launched() { return (int)cudaGetLastError(); }
 
 } // namespace
 
-extern "C" int prt_cuk_pool_fwd(const float *x, float *y, int64_t planes, int64_t h, int64_t w,
-                                const prt_cuk_window *win, int avg, int count_pad, void *stream) {
+extern "C" int prt_cuk_pool_fwd(const void *x, void *y, int64_t planes, int64_t h, int64_t w,
+                                const prt_cuk_window *win, int avg, int count_pad, int bf16, void *stream) {
     int64_t total = planes * win->oh * win->ow;
     if (total == 0) return 0;
-    pool_fwd<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(x, y, total, h, w, *win, avg, count_pad);
+    if (bf16)
+        pool_fwd<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(
+            (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, total, h, w, *win, avg, count_pad);
+    else
+        pool_fwd<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>((const float *)x, (float *)y, total, h, w,
+                                                                             *win, avg, count_pad);
     return launched();
 }
 
-extern "C" int prt_cuk_pool_bwd(const float *dy, const float *x, float *dx, int64_t planes, int64_t h, int64_t w,
-                                const prt_cuk_window *win, int avg, int count_pad, void *stream) {
+extern "C" int prt_cuk_pool_bwd(const void *dy, const void *x, void *dx, int64_t planes, int64_t h, int64_t w,
+                                const prt_cuk_window *win, int avg, int count_pad, int bf16, void *stream) {
     int64_t total = planes * h * w;
     if (total == 0) return 0;
-    pool_bwd<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(dy, avg ? nullptr : x, dx, total, h, w, *win,
-                                                                         avg, count_pad);
+    if (bf16)
+        pool_bwd<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(
+            (const __nv_bfloat16 *)dy, avg ? nullptr : (const __nv_bfloat16 *)x, (__nv_bfloat16 *)dx, total, h, w,
+            *win, avg, count_pad);
+    else
+        pool_bwd<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(
+            (const float *)dy, avg ? nullptr : (const float *)x, (float *)dx, total, h, w, *win, avg, count_pad);
     return launched();
 }
 
@@ -177,6 +197,14 @@ extern "C" int prt_cuk_bias_rows(float *y, const float *b, int64_t n, int64_t ou
     int64_t total = n * out;
     if (total == 0) return 0;
     bias_rows<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>(y, b, total, out);
+    return launched();
+}
+
+extern "C" int prt_cuk_bias_rows_bf16(void *y, const void *b, int64_t n, int64_t out, void *stream) {
+    int64_t total = n * out;
+    if (total == 0) return 0;
+    bias_rows<<<blocks_for(total), kThreads, 0, (cudaStream_t)stream>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)b,
+                                                                          total, out);
     return launched();
 }
 

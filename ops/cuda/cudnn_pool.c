@@ -18,7 +18,8 @@ static void to_window(const prt_window *w, prt_cuk_window *k) {
 
 static prt_status pool_fwd(const prt_kernel_call *c, bool avg) {
     const char *what = avg ? "avgpool" : "maxpool";
-    PRT_CHECK(prt_cudnn_check_f32(c, what));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cudnn_check_act(c, what, ~0u, ~0u, &dt));
     const prt_shape *s = &c->in[0]->shape;
     prt_window w = {0};
     prt_pool_window(NULL, c->attrs, s, &w);
@@ -27,13 +28,14 @@ static prt_status pool_fwd(const prt_kernel_call *c, bool avg) {
     bool count_pad = avg && prt_attr_bool(&c->attrs[PRT_POOL_COUNT_PAD]);
     PRT_CUK_TRY(c->ctx, what,
                 prt_cuk_pool_fwd(c->in[0]->data, c->out[0]->data, s->d[0] * s->d[1], s->d[2], s->d[3], &k, avg,
-                                 count_pad, c->stream));
+                                 count_pad, dt == PRT_BF16, c->stream));
     return PRT_OK;
 }
 
 static prt_status pool_bwd(const prt_kernel_call *c, bool avg) {
     const char *what = avg ? "avgpool_bwd" : "maxpool_bwd";
-    PRT_CHECK(prt_cudnn_check_f32(c, what));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cudnn_check_act(c, what, ~0u, ~0u, &dt));
     if (c->n_in != 2 || c->n_out != 1)
         return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s on CUDA: %d inputs and %d outputs, expected 2 and 1", what,
                          c->n_in, c->n_out);
@@ -46,7 +48,7 @@ static prt_status pool_bwd(const prt_kernel_call *c, bool avg) {
     /* avg: x is shape-only, its data may be gone */
     PRT_CUK_TRY(c->ctx, what,
                 prt_cuk_pool_bwd(c->in[IN_DY]->data, avg ? NULL : c->in[IN_X]->data, c->out[0]->data,
-                                 s->d[0] * s->d[1], s->d[2], s->d[3], &k, avg, count_pad, c->stream));
+                                 s->d[0] * s->d[1], s->d[2], s->d[3], &k, avg, count_pad, dt == PRT_BF16, c->stream));
     return PRT_OK;
 }
 

@@ -55,12 +55,13 @@ typedef struct prt_cuk_window {
     int64_t kh, kw, sh, sw, pt, pl, oh, ow;
 } prt_cuk_window;
 
-/* planes = N*C planes of h x w; avg: average (count_pad: divide by kh*kw) else max */
-int prt_cuk_pool_fwd(const float *x, float *y, int64_t planes, int64_t h, int64_t w, const prt_cuk_window *win,
-                     int avg, int count_pad, void *stream);
+/* planes = N*C planes of h x w; avg: average (count_pad: divide by kh*kw) else max;
+ * bf16: the tensors are bf16 (computed in f32), else f32 */
+int prt_cuk_pool_fwd(const void *x, void *y, int64_t planes, int64_t h, int64_t w, const prt_cuk_window *win,
+                     int avg, int count_pad, int bf16, void *stream);
 /* dx (overwritten) from dy; x is read for max pooling only (may be NULL for avg) */
-int prt_cuk_pool_bwd(const float *dy, const float *x, float *dx, int64_t planes, int64_t h, int64_t w,
-                     const prt_cuk_window *win, int avg, int count_pad, void *stream);
+int prt_cuk_pool_bwd(const void *dy, const void *x, void *dx, int64_t planes, int64_t h, int64_t w,
+                     const prt_cuk_window *win, int avg, int count_pad, int bf16, void *stream);
 /* batchnorm_bwd outside training: with rstd = 1/sqrt(var + eps),
  * dshift = sum dy, dscale = sum dy (x - mean) rstd, dx = scale rstd dy
  * (sums in double per channel, as the CPU kernel) */
@@ -69,6 +70,8 @@ int prt_cuk_bn_bwd_eval(const float *dy, const float *x, const float *scale, con
                         void *stream);
 /* y[i, o] = b[o] for an [n, out] row-major y (the bias, before a GEMM with beta 1) */
 int prt_cuk_bias_rows(float *y, const float *b, int64_t n, int64_t out, void *stream);
+/* the same for a bf16 y and bias */
+int prt_cuk_bias_rows_bf16(void *y, const void *b, int64_t n, int64_t out, void *stream);
 /* The message of a cudaError_t ("an illegal memory access ... (cudaErrorIllegalAddress)"). */
 const char *prt_cuk_error_str(int err, char *buf, size_t cap);
 
@@ -164,6 +167,17 @@ prt_status prt_cudnn_check_f32(const prt_kernel_call *c, const char *what);
 /* An NCHW f32 tensor descriptor. */
 prt_status prt_cudnn_tensor4(prt_context *ctx, const char *what, cudnnTensorDescriptor_t d, int64_t n, int64_t c,
                              int64_t h, int64_t w);
+/* bf16 (scheduler/precision.c): the cuDNN data type of f32 or bf16, and an NCHW
+ * descriptor of that type (NHWC, where cuDNN's bf16 tensor-core kernels are
+ * fastest, is not built). */
+cudnnDataType_t prt_cudnn_dtype(prt_dtype t);
+prt_status prt_cudnn_tensor4_dt(prt_context *ctx, const char *what, cudnnTensorDescriptor_t d, prt_dtype t, int64_t n,
+                                int64_t c, int64_t h, int64_t w);
+/* Every tensor contiguous; inputs in act_in's bits and outputs in act_out's are
+ * activations, all of one dtype *dt (output 0's, else input 0's: f32 or bf16),
+ * the others f32 (parameters, statistics). */
+prt_status prt_cudnn_check_act(const prt_kernel_call *c, const char *what, unsigned act_in, unsigned act_out,
+                               prt_dtype *dt);
 #endif /* PRT_CUDNN_IMPL */
 #endif /* !__CUDACC__ */
 

@@ -9,12 +9,13 @@
 
 /* ---- one-input and two-input maps ----------------------------------------- */
 
-template <class F> __global__ void unary_k(const float *x, float *y, int64_t n, F f) {
-    PRT_CUK_FOR(i, n) y[i] = f(x[i]);
+/* T: float or __nv_bfloat16 storage, float math (cuda_kern.cuh) */
+template <class T, class F> __global__ void unary_k(const T *x, T *y, int64_t n, F f) {
+    PRT_CUK_FOR(i, n) prt_cuk_st(y + i, f(prt_cuk_ld(x + i)));
 }
 
-template <class F> __global__ void binary_k(const float *a, const float *b, float *y, int64_t n, F f) {
-    PRT_CUK_FOR(i, n) y[i] = f(a[i], b[i]);
+template <class T, class F> __global__ void binary_k(const T *a, const T *b, T *y, int64_t n, F f) {
+    PRT_CUK_FOR(i, n) prt_cuk_st(y + i, f(prt_cuk_ld(a + i), prt_cuk_ld(b + i)));
 }
 
 struct relu_f {
@@ -50,19 +51,22 @@ struct div_f {
 };
 
 template <class F> static prt_status run_unary(const prt_kernel_call *c, const char *op, F f) {
-    PRT_CHECK(prt_cuk_check_f32(c, op, 1, 1, 1));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cuk_check_float(c, op, 1, 1, 1, &dt));
     PRT_CHECK(prt_cuk_check_same_count(c, op, 1));
     int64_t n = prt_shape_count(&c->out[0]->shape);
     if (n == 0) return PRT_OK;
-    unary_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(PRT_F32P(c->in[0]), PRT_F32P(c->out[0]), n,
-                                                                           f);
+    PRT_CUK_DISPATCH(dt, T,
+                     unary_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(
+                         (const T *)c->in[0]->data, (T *)c->out[0]->data, n, f));
     PRT_CUK_LAUNCHED(c->ctx, op, "unary_k");
     return PRT_OK;
 }
 
 /* Two inputs of the output's shape (no broadcasting on the GPU). */
 template <class F> static prt_status run_binary(const prt_kernel_call *c, const char *op, F f) {
-    PRT_CHECK(prt_cuk_check_f32(c, op, 2, 2, 1));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cuk_check_float(c, op, 2, 2, 1, &dt));
     for (int k = 0; k < 2; k++) {
         if (prt_shape_eq(&c->in[k]->shape, &c->out[0]->shape)) continue;
         char a[160], b[160], y[160];
@@ -75,8 +79,9 @@ template <class F> static prt_status run_binary(const prt_kernel_call *c, const 
     }
     int64_t n = prt_shape_count(&c->out[0]->shape);
     if (n == 0) return PRT_OK;
-    binary_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(PRT_F32P(c->in[0]), PRT_F32P(c->in[1]),
-                                                                            PRT_F32P(c->out[0]), n, f);
+    PRT_CUK_DISPATCH(dt, T,
+                     binary_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(
+                         (const T *)c->in[0]->data, (const T *)c->in[1]->data, (T *)c->out[0]->data, n, f));
     PRT_CUK_LAUNCHED(c->ctx, op, "binary_k");
     return PRT_OK;
 }
@@ -102,29 +107,35 @@ extern "C" prt_status prt_cuda_div(const prt_kernel_call *c) { return run_binary
 
 /* The input pointers travel by value in the launch (64 * 8 bytes, well under
  * the 4 KiB parameter limit): no table to upload, nothing to free. */
-struct add_inputs {
-    const float *x[PRT_VARIADIC];
+template <class T> struct add_inputs {
+    const T *x[PRT_VARIADIC];
     int n;
 };
 
-__global__ void add_k(add_inputs in, float *y, int64_t n) {
+/* bf16: summed in float, rounded once */
+template <class T> __global__ void add_k(add_inputs<T> in, T *y, int64_t n) {
     PRT_CUK_FOR(i, n) {
-        float s = in.x[0][i];
-        for (int k = 1; k < in.n; k++) s += in.x[k][i]; /* left to right, as the CPU */
-        y[i] = s;
+        float s = prt_cuk_ld(in.x[0] + i);
+        for (int k = 1; k < in.n; k++) s += prt_cuk_ld(in.x[k] + i); /* left to right, as the CPU */
+        prt_cuk_st(y + i, s);
     }
 }
 
+template <class T> static void add_launch(const prt_kernel_call *c, int64_t n) {
+    add_inputs<T> in;
+    memset(&in, 0, sizeof in);
+    in.n = c->n_in;
+    for (int k = 0; k < c->n_in; k++) in.x[k] = (const T *)c->in[k]->data;
+    add_k<T><<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(in, (T *)c->out[0]->data, n);
+}
+
 extern "C" prt_status prt_cuda_add(const prt_kernel_call *c) {
-    PRT_CHECK(prt_cuk_check_f32(c, "add", 2, PRT_VARIADIC, 1));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cuk_check_float(c, "add", 2, PRT_VARIADIC, 1, &dt));
     PRT_CHECK(prt_cuk_check_same_count(c, "add", c->n_in));
     int64_t n = prt_shape_count(&c->out[0]->shape);
     if (n == 0) return PRT_OK;
-    add_inputs in;
-    memset(&in, 0, sizeof in);
-    in.n = c->n_in;
-    for (int k = 0; k < c->n_in; k++) in.x[k] = PRT_F32P(c->in[k]);
-    add_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(in, PRT_F32P(c->out[0]), n);
+    PRT_CUK_DISPATCH(dt, T, add_launch<T>(c, n));
     PRT_CUK_LAUNCHED(c->ctx, "add", "add_k");
     return PRT_OK;
 }
@@ -171,22 +182,24 @@ extern "C" prt_status prt_cuda_reduce_to(const prt_kernel_call *c) {
 /* base: the counter base of this step from the call's slot of the VM's step
  * block (prt_dropout_step_values), so a launch captured in a CUDA graph follows
  * the step; NULL: k.base as passed. */
-__global__ void dropout_k(const float *x, float *y, int64_t n, uint64_t key, prt_cuda_ctr k, float p,
-                          float keep_scale, const uint64_t *base) {
+template <class T>
+__global__ void dropout_k(const T *x, T *y, int64_t n, uint64_t key, prt_cuda_ctr k, float p, float keep_scale,
+                          const uint64_t *base) {
     if (base) k.base = *base;
-    PRT_CUK_FOR(i, n) y[i] = x[i] * prt_cuda_dropout_mult(key, &k, i, p, keep_scale);
+    PRT_CUK_FOR(i, n) prt_cuk_st(y + i, prt_cuk_ld(x + i) * prt_cuda_dropout_mult(key, &k, i, p, keep_scale));
 }
 
 /* p already 0 outside training (the identity then: a copy unless in place). */
 static prt_status dropout_launch(const prt_kernel_call *c, const char *op, uint64_t key, float p) {
-    const float *x = PRT_F32P(c->in[0]);
-    float *y = PRT_F32P(c->out[0]);
+    const void *x = c->in[0]->data;
+    void *y = c->out[0]->data;
+    prt_dtype dt = c->out[0]->dtype;
     int64_t n = prt_shape_count(&c->in[0]->shape);
     if (n == 0) return PRT_OK;
     if (p == 0.0f) {
         if (x != y)
             PRT_CUK_CHECK(c->ctx, op,
-                          cudaMemcpyAsync(y, x, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice,
+                          cudaMemcpyAsync(y, x, (size_t)n * prt_dtype_size(dt), cudaMemcpyDeviceToDevice,
                                           prt_cuk_stream(c)));
         return PRT_OK;
     }
@@ -195,14 +208,16 @@ static prt_status dropout_launch(const prt_kernel_call *c, const char *op, uint6
     prt_cuda_ctr k = {hk.base, hk.per, hk.stride, hk.offset};
     /* p = 1 drops everything; the scale is then never used */
     float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_k<<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(x, y, n, key, k, p, keep_scale,
-                                                                     (const uint64_t *)c->step_slot);
+    PRT_CUK_DISPATCH(dt, T,
+                     dropout_k<T><<<prt_cuk_blocks(n), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(
+                         (const T *)x, (T *)y, n, key, k, p, keep_scale, (const uint64_t *)c->step_slot));
     PRT_CUK_LAUNCHED(c->ctx, op, "dropout_k");
     return PRT_OK;
 }
 
 extern "C" prt_status prt_cuda_dropout(const prt_kernel_call *c) {
-    PRT_CHECK(prt_cuk_check_f32(c, "dropout", 1, 1, 1));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cuk_check_float(c, "dropout", 1, 1, 1, &dt));
     PRT_CHECK(prt_cuk_check_same_count(c, "dropout", 1));
     float p = (float)prt_attr_float(&c->attrs[0]);
     return dropout_launch(c, "dropout", c->rng_key, c->training ? p : 0.0f);
@@ -210,7 +225,8 @@ extern "C" prt_status prt_cuda_dropout(const prt_kernel_call *c) {
 
 /* The forward's key rebuilt from its node name (`of`), as ops/op_dropout_bwd.c. */
 extern "C" prt_status prt_cuda_dropout_bwd(const prt_kernel_call *c) {
-    PRT_CHECK(prt_cuk_check_f32(c, "dropout_bwd", 1, 1, 1));
+    prt_dtype dt = PRT_F32;
+    PRT_CHECK(prt_cuk_check_float(c, "dropout_bwd", 1, 1, 1, &dt));
     PRT_CHECK(prt_cuk_check_same_count(c, "dropout_bwd", 1));
     const char *of = c->attrs[1].s;
     if (!of) return prt_error(c->ctx, PRT_ERR_INVALID, "dropout_bwd CUDA kernel: attribute `of` is not set");
