@@ -5,7 +5,7 @@
  *
  *     build-gpu/bench/gpu_train [--net examples/polynet.yaml] [--batch 32] [--infer]
  *                               [--steps 20] [--warmup 5] [--recompute none|cheap|segments]
- *                               [--cuda-graph auto|on|off] [--fuse bn-relu|none]
+ *                               [--cuda-graph auto|on|off] [--fuse bn-relu|none] [--precision fp32|bf16]
  *
  * --fuse bn-relu (default) fuses batch norm + ReLU pairs as parrots train does on a GPU.
  *
@@ -42,7 +42,7 @@ static int cmp_double(const void *a, const void *b) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: gpu_train [--net NET.yaml] [--batch N] [--infer] [--steps N] [--warmup N] "
-               "[--recompute none|cheap|segments] [--cuda-graph auto|on|off] [--fuse bn-relu|none]\n");
+               "[--recompute none|cheap|segments] [--cuda-graph auto|on|off] [--fuse bn-relu|none] [--precision fp32|bf16]\n");
 }
 
 int main(int argc, char **argv) {
@@ -52,6 +52,7 @@ int main(int argc, char **argv) {
     prt_recompute_mode mode = PRT_RECOMPUTE_cheap;
     prt_cuda_graph_mode graph_mode = PRT_CUDA_GRAPH_AUTO;
     bool fuse = true;
+    prt_precision prec = PRT_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
@@ -71,6 +72,8 @@ int main(int argc, char **argv) {
             i++;
         } else if (v && !strcmp(a, "--fuse") && (!strcmp(v, "bn-relu") || !strcmp(v, "none"))) {
             fuse = !strcmp(v, "bn-relu"), i++;
+        } else if (v && !strcmp(a, "--precision") && prt_precision_from_name(v, &prec)) {
+            i++;
         } else if (v && !strcmp(a, "--cuda-graph") && prt_cuda_graph_mode_from_name(v, &graph_mode)) {
             i++;
         } else {
@@ -100,6 +103,8 @@ int main(int argc, char **argv) {
     if (prt_graph_load_yaml(ctx, net, &g) != PRT_OK) die(ctx, net);
     int n_fused = 0;
     if (fuse && prt_graph_fuse_bn_relu(g, &n_fused) != PRT_OK) die(ctx, "fusing batch norm + ReLU");
+    if (prec != PRT_PRECISION_FP32 && (prt_graph_bind_params(g) != PRT_OK || prt_graph_set_precision(g, prec) != PRT_OK))
+        die(ctx, "precision");
     prt_program *p;
     if (infer) {
         if (prt_graph_bind_params(g) != PRT_OK || prt_vm_compile(g, batch, &p) != PRT_OK) die(ctx, "compile");
@@ -143,11 +148,11 @@ int main(int argc, char **argv) {
     qsort(t, (size_t)steps, sizeof *t, cmp_double);
     qsort(th, (size_t)steps, sizeof *th, cmp_double);
     double med = t[steps / 2], gib = 1024.0 * 1024 * 1024;
-    printf("{\"framework\": \"parrots\", \"mode\": \"%s\", \"precision\": \"fp32\", \"batch\": %lld, "
+    printf("{\"framework\": \"parrots\", \"mode\": \"%s\", \"precision\": \"%s\", \"batch\": %lld, "
            "\"images_per_s\": %.1f, \"step_ms_median\": %.2f, \"host_step_ms_median\": %.2f, "
            "\"peak_mem_gib\": %.3f, \"planned_gib\": %.3f, \"driver_used_gib\": %.3f, \"steps\": %lld, "
            "\"cuda_graph\": \"%s\", \"fused_bn_relu\": %d, \"device\": \"%s\"}\n",
-           infer ? "infer" : "train", batch, (double)batch / med, 1e3 * med, 1e3 * th[steps / 2],
+           infer ? "infer" : "train", prt_precision_name(prec), batch, (double)batch / med, 1e3 * med, 1e3 * th[steps / 2],
            (double)prt_cuda_peak_bytes(gpu) / gib, (double)(p->plan ? p->plan->total_bytes : 0) / gib,
            (double)used / gib, steps, prt_vm_cuda_graph_state(vm), n_fused, name);
     free(t);

@@ -61,4 +61,6 @@ const prt_op_schema prt_op_batchnorm_relu = {
     .grad = bnr_grad,
     .cheap = true,
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_bn_relu),
+    .cuda_bf16 = true,
+    .bf16_f32_params = 0xF, /* scale, shift, running mean and variance */
 };

@@ -27,7 +27,11 @@ static prt_status bnrb_infer(prt_infer_ctx *ic) {
     prt_infer_ctx b = *ic;
     b.n_in = ic->n_in - 1;
     b.in = in;
-    return prt_bn_bwd_infer(&b);
+    PRT_CHECK(prt_bn_bwd_infer(&b));
+    /* bf16 activations: batchnorm_bwd's rule, f32 gradients of the scale and shift */
+    ic->out_dtype_mask = b.out_dtype_mask;
+    for (int k = 0; k < 4; k++) ic->out_dtypes[k] = b.out_dtypes[k];
+    return PRT_OK;
 }
 
 /* relu_bwd's one and batchnorm_bwd's ten */
@@ -121,4 +125,5 @@ const prt_op_schema prt_op_batchnorm_relu_bwd = {
     .grad = NULL,
     .grad_note = "backward-only op",
     .cuda = PRT_CUDA_KERNEL(.run = prt_cuda_bn_relu_bwd),
+    .cuda_bf16 = true,
 };

@@ -58,7 +58,7 @@ static void check_forward(prt_graph *g, const char *net) {
         /* parameters: conv and linear read a bf16 cast, batch norm the f32 values */
         for (int k = nd->n_data_in; k < nd->n_in; k++) {
             const prt_value *pv = &g->values[nd->in[k]];
-            if (!strcmp(s->name, "batchnorm")) {
+            if (!strcmp(s->name, "batchnorm") || !strcmp(s->name, "batchnorm_relu")) {
                 ck_assert(pv->kind == PRT_VAL_PARAM || pv->kind == PRT_VAL_STATE);
                 ck_assert_int_eq(pv->dtype, PRT_F32);
             } else {
@@ -121,8 +121,14 @@ static void act_bytes(const prt_program *p16, const prt_program *p32, size_t *b1
     }
 }
 
-static prt_program *train_program(prt_context *ctx, const char *net, bool bf16, int64_t batch, prt_graph **gout) {
+static prt_program *train_program_fused(prt_context *ctx, const char *net, bool bf16, bool fuse, int64_t batch,
+                                       prt_graph **gout) {
     prt_graph *g = load(ctx, net);
+    if (fuse) {
+        int nf = 0;
+        ck_assert_msg(prt_graph_fuse_bn_relu(g, &nf) == PRT_OK, "%s: %s", net, prt_last_error(ctx));
+        ck_assert_int_gt(nf, 0);
+    }
     if (bf16) {
         ck_assert_msg(prt_graph_set_precision(g, PRT_PRECISION_BF16) == PRT_OK, "%s: %s", net, prt_last_error(ctx));
         check_forward(g, net);
@@ -160,6 +166,39 @@ static prt_program *train_program(prt_context *ctx, const char *net, bool bf16, 
     *gout = g;
     return p;
 }
+
+static prt_program *train_program(prt_context *ctx, const char *net, bool bf16, int64_t batch, prt_graph **gout) {
+    return train_program_fused(ctx, net, bf16, false, batch, gout);
+}
+
+/* The GPU path's order: batch norm + ReLU fused first, then bf16. The fused op
+ * computes in bf16 itself (no casts around it: check_forward counts them) and
+ * its backward gives f32 gradients of the scale and shift. */
+START_TEST(bf16_after_fusion) {
+    const char *net = nets[_i];
+    prt_context *ctx = tu_context();
+    prt_graph *g;
+    prt_program *p = train_program_fused(ctx, net, true, true, 4, &g);
+    int fused = 0, fused_bwd = 0;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const prt_node *nd = &g->nodes[n];
+        if (!strcmp(op_of(g, n), "batchnorm_relu")) {
+            fused++;
+            ck_assert_int_eq(g->values[nd->out[0]].dtype, PRT_BF16);
+        } else if (!strcmp(op_of(g, n), "batchnorm_relu_bwd")) {
+            fused_bwd++;
+            ck_assert_int_eq(g->values[nd->out[0]].dtype, PRT_BF16);
+            ck_assert_int_eq(g->values[nd->out[1]].dtype, PRT_F32);
+            ck_assert_int_eq(g->values[nd->out[2]].dtype, PRT_F32);
+        }
+    }
+    ck_assert_int_gt(fused, 0);
+    ck_assert_int_eq(fused_bwd, fused);
+    prt_program_destroy(ctx, p);
+    prt_graph_destroy(g);
+    prt_context_destroy(ctx);
+}
+END_TEST
 
 START_TEST(bf16_training_graph) {
     const char *net = nets[_i];
@@ -261,6 +300,7 @@ int main(void) {
     TCase *tc = tcase_create("bf16");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, bf16_training_graph, 0, 2);
+    tcase_add_loop_test(tc, bf16_after_fusion, 0, 2);
     tcase_add_test(tc, bf16_pass_edges);
     suite_add_tcase(s, tc);
     return tu_run(s);

@@ -64,7 +64,8 @@ static void summarise(const prt_tensor *t, const char *name) {
 int cli_run(int argc, char **argv) {
     bool verbose = false, reference = false;
     long long batch = -1, iters = 10, warmup = 2, seed = 0;
-    const char *input = NULL, *memory_limit = NULL, *device = "cpu", *cuda_graph = "auto", *fuse = "auto";
+    const char *input = NULL, *memory_limit = NULL, *device = "cpu", *cuda_graph = "auto", *fuse = "auto",
+               *precision = "fp32";
     const cli_opt opts[] = {
         {"--batch", CLI_INT, "N", "batch size (default 1; a saved program's own, which it must equal)", &batch},
         {"--iters", CLI_INT, "K", "timed forward passes (default 10)", &iters},
@@ -82,12 +83,15 @@ int cli_run(int argc, char **argv) {
         {"--fuse", CLI_STRING, "WHAT",
          "bn-relu: each batch norm whose output only a ReLU reads becomes one fused op; none; or auto (default: "
          "bn-relu with --device cuda, none on the CPU)", &fuse},
+        {"--precision", CLI_STRING, "P", "fp32 (default) or bf16: bf16 activations (needs --device cuda; docs/gpu.md)",
+         &precision},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
         {0},
     };
     const char *pos[1];
     int rc = cli_parse("run", "[--batch N] [--iters K] [--input FILE] [--memory-limit SIZE] [--device cpu|cuda[:N]] "
-                       "[--cuda-graph auto|on|off] [--fuse auto|none|bn-relu] NET.yaml|PROGRAM.pb",
+                       "[--cuda-graph auto|on|off] [--fuse auto|none|bn-relu] [--precision fp32|bf16] "
+                       "NET.yaml|PROGRAM.pb",
                        opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
     size_t limit;
@@ -96,6 +100,16 @@ int cli_run(int argc, char **argv) {
     if ((rc = cli_parse_device("run", device, &gpu_index)) != CLI_OK) return rc;
     bool fuse_bn_relu;
     if ((rc = cli_parse_fuse("run", fuse, gpu_index >= 0, &fuse_bn_relu)) != CLI_OK) return rc;
+    prt_precision prec;
+    if (!prt_precision_from_name(precision, &prec)) {
+        fprintf(stderr, "parrots run: --precision '%s': expected fp32 or bf16\n", precision);
+        return CLI_USAGE;
+    }
+    if (prec != PRT_PRECISION_FP32 && gpu_index < 0) {
+        fprintf(stderr, "parrots run: --precision %s needs --device cuda (the CPU kernels compute in f32)\n",
+                precision);
+        return CLI_USAGE;
+    }
     prt_cuda_graph_mode graph_mode;
     if (!prt_cuda_graph_mode_from_name(cuda_graph, &graph_mode)) {
         fprintf(stderr, "parrots run: --cuda-graph '%s': expected auto, on or off\n", cuda_graph);
@@ -128,6 +142,11 @@ int cli_run(int argc, char **argv) {
     size_t plen = strlen(pos[0]);
     bool saved = prt_program_file_sniff(pos[0]) || (plen > 3 && !strcmp(pos[0] + plen - 3, ".pb"));
     if (saved) {
+        if (prec != PRT_PRECISION_FP32) {
+            s = prt_error(ctx, PRT_ERR_USAGE, "%s: --precision applies to a network being compiled; a saved program "
+                          "keeps the precision it was compiled with", pos[0]);
+            goto done;
+        }
         PRT_CHECK_GOTO(prt_program_load(ctx, pos[0], &p), s, done);
         if (prt_program_is_training(p)) {
             s = prt_error(ctx, PRT_ERR_USAGE, "%s: program '%s' is a training step; run runs inference programs",
@@ -145,6 +164,10 @@ int cli_run(int argc, char **argv) {
     } else {
         PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
         if (fuse_bn_relu) PRT_CHECK_GOTO(prt_graph_fuse_bn_relu(g, NULL), s, done);
+        if (prec != PRT_PRECISION_FP32) {
+            PRT_CHECK_GOTO(prt_graph_bind_params(g), s, done);
+            PRT_CHECK_GOTO(prt_graph_set_precision(g, prec), s, done);
+        }
         PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
     }
     if (cli_memory_check("run", ctx, p, limit) != CLI_OK) {

@@ -30,6 +30,8 @@ typedef struct train_args {
     const char *device;         /* --device cpu|cuda|cuda:N */
     const char *cuda_graph;     /* --cuda-graph auto|on|off */
     const char *fuse;           /* --fuse auto|none|bn-relu */
+    const char *precision;      /* --precision fp32|bf16 */
+    prt_precision prec;
     bool fuse_bn_relu;
     prt_cuda_graph_mode graph_mode;
     int gpu_index;              /* its GPU, -1: the CPU */
@@ -48,7 +50,7 @@ static const char usage_line[] =
     "[--metrics FILE] [--plot FILE.svg|.png] [--save WEIGHTS] [--log-every K] [--augment|--no-augment] "
     "[--crop-pad P] [--train-limit N] [--test-limit M] [--recompute auto|none|cheap|segments] [--memory-limit SIZE] "
     "[--save-every N] [--checkpoint-dir DIR] [--keep K] [--resume DIR|FILE] [--device cpu|cuda[:N]] "
-    "[--cuda-graph auto|on|off] [--fuse auto|none|bn-relu] "
+    "[--cuda-graph auto|on|off] [--fuse auto|none|bn-relu] [--precision fp32|bf16] "
     "[--comm auto|mpi|nccl|local] "
     "[--comm-timeout S] [--bucket-size SIZE] [--sync-bn] [--timeline FILE.json] [--timeline-steps N] "
     "[--timeline-skip K] [--quiet]";
@@ -154,7 +156,17 @@ static bool speaks(const trainer *t) { return t->rank == 0 || t->a.verbose; }
 static prt_status load_graph(void *user, prt_graph **out) {
     trainer *t = user;
     PRT_CHECK(cli_load(t->ctx, t->a.net, out));
-    return t->a.fuse_bn_relu ? prt_graph_fuse_bn_relu(*out, NULL) : PRT_OK;
+    /* fuse first: a fused batch norm + ReLU then takes bf16 as one op */
+    prt_status st = t->a.fuse_bn_relu ? prt_graph_fuse_bn_relu(*out, NULL) : PRT_OK;
+    if (st == PRT_OK && t->a.prec != PRT_PRECISION_FP32) {
+        st = prt_graph_bind_params(*out);
+        if (st == PRT_OK) st = prt_graph_set_precision(*out, t->a.prec);
+    }
+    if (st != PRT_OK) {
+        prt_graph_destroy(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* ---- checkpoints -------------------------------------------------------------- */
@@ -587,6 +599,7 @@ int cli_train(int argc, char **argv) {
     a->device = "cpu";
     a->cuda_graph = "auto";
     a->fuse = "auto";
+    a->precision = "fp32";
     a->comm_timeout = (long long)PRT_COMM_DEFAULT_TIMEOUT_S;
     a->timeline_steps = 5;
     a->timeline_skip = 1;
@@ -629,6 +642,9 @@ int cli_train(int argc, char **argv) {
         {"--fuse", CLI_STRING, "WHAT",
          "bn-relu: each batch norm whose output only a ReLU reads becomes one fused op (same results, one pass "
          "over memory less); none; or auto (default: bn-relu with --device cuda, none on the CPU)", &a->fuse},
+        {"--precision", CLI_STRING, "P",
+         "fp32 (default) or bf16: bf16 activations, f32 master weights and optimizer state (needs --device cuda; "
+         "docs/gpu.md)", &a->precision},
         {"--comm", CLI_STRING, "BACKEND",
          "data-parallel transport: auto (default: under mpirun nccl with --device cuda, else mpi; alone, local), "
          "mpi, nccl (GPUs only), or local (one process)", &a->comm},
@@ -692,6 +708,15 @@ int cli_train(int argc, char **argv) {
     }
     if ((rc = cli_parse_device("train", a->device, &a->gpu_index)) != CLI_OK) return rc;
     if ((rc = cli_parse_fuse("train", a->fuse, a->gpu_index >= 0, &a->fuse_bn_relu)) != CLI_OK) return rc;
+    if (!prt_precision_from_name(a->precision, &a->prec)) {
+        fprintf(stderr, "parrots train: --precision '%s': expected fp32 or bf16\n", a->precision);
+        return CLI_USAGE;
+    }
+    if (a->prec != PRT_PRECISION_FP32 && a->gpu_index < 0) {
+        fprintf(stderr, "parrots train: --precision %s needs --device cuda (the CPU kernels compute in f32)\n",
+                a->precision);
+        return CLI_USAGE;
+    }
     if (!prt_cuda_graph_mode_from_name(a->cuda_graph, &a->graph_mode)) {
         fprintf(stderr, "parrots train: --cuda-graph '%s': expected auto, on or off\n", a->cuda_graph);
         return CLI_USAGE;

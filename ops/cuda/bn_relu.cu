@@ -166,11 +166,23 @@ __global__ void __launch_bounds__(kThreads) bnr_bwd(const T *dy, const T *__rest
     }
 }
 
-// bf16 compiled now so the templates stay valid; dispatched by the bf16 pass later
-template __global__ void bnr_fwd_train<__nv_bfloat16>(const __nv_bfloat16 *, __nv_bfloat16 *, fwd_args);
-template __global__ void bnr_fwd_eval<__nv_bfloat16>(const __nv_bfloat16 *, __nv_bfloat16 *, int64_t, fwd_args);
-template __global__ void bnr_bwd<__nv_bfloat16>(const __nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *,
-                                                __nv_bfloat16 *, bwd_args);
+// Activations (x, y, dy, dx) are f32 or bf16 (scheduler/precision.c), one dtype
+// for all of them; scale, shift, the statistics and the scale's gradients are f32.
+prt_status check_dtypes(const prt_kernel_call *c, const char *op, int n_in_min, int n_in_max, int n_out, int n_act_in,
+                        prt_dtype *dt) {
+    if (c->n_in < n_in_min || c->n_in > n_in_max || c->n_out != n_out)
+        return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s CUDA kernel: called with %d inputs and %d outputs", op, c->n_in,
+                         c->n_out);
+    *dt = c->in[0]->dtype;
+    if (*dt != PRT_F32 && *dt != PRT_BF16)
+        return prt_error(c->ctx, PRT_ERR_UNSUPPORTED, "%s CUDA kernel: %s activations; f32 and bf16 are supported", op,
+                         prt_dtype_name(*dt));
+    for (int k = 0; k < c->n_in; k++)
+        PRT_CHECK(prt_cuk_check_tensor(c, op, c->in[k], "input", k, k < n_act_in ? *dt : PRT_F32));
+    for (int k = 0; k < c->n_out; k++)
+        PRT_CHECK(prt_cuk_check_tensor(c, op, c->out[k], "output", k, k == 0 ? *dt : PRT_F32));
+    return PRT_OK;
+}
 
 void dims(const prt_shape *s, int64_t *n, int64_t *c, int64_t *sp) {
     *n = s->d[0];
@@ -197,7 +209,8 @@ prt_status channels_fit(const prt_kernel_call *c, const char *op, int64_t ch) {
 
 extern "C" prt_status prt_cuda_bn_relu(const prt_kernel_call *c) {
     const char *op = "batchnorm_relu";
-    PRT_CHECK(prt_cuk_check_f32(c, op, 5, 5, 1));
+    prt_dtype dt;
+    PRT_CHECK(check_dtypes(c, op, 5, 5, 1, 1, &dt));
     PRT_CHECK(refuse_sync(c, op));
     int64_t n, ch, sp;
     dims(&c->in[0]->shape, &n, &ch, &sp);
@@ -210,23 +223,27 @@ extern "C" prt_status prt_cuda_bn_relu(const prt_kernel_call *c) {
     fwd_args a = {PRT_F32P(c->in[1]), PRT_F32P(c->in[2]), PRT_F32P(c->in[3]), PRT_F32P(c->in[4]),
                   (float)prt_attr_float(&c->attrs[0]), (float)prt_attr_float(&c->attrs[1]),
                   (float)((double)(n * sp) / (double)(n * sp - 1)), n, ch, sp};
-    const float *x = PRT_F32P(c->in[0]);
-    float *y = PRT_F32P(c->out[0]);
+    const void *x = c->in[0]->data;
+    void *y = c->out[0]->data;
     if (!c->training) {
         int64_t total = n * ch * sp;
-        bnr_fwd_eval<float><<<prt_cuk_blocks(total), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(x, y, total, a);
+        PRT_CUK_DISPATCH(dt, T,
+                         bnr_fwd_eval<T><<<prt_cuk_blocks(total), PRT_CUK_THREADS, 0, prt_cuk_stream(c)>>>(
+                             (const T *)x, (T *)y, total, a));
         PRT_CUK_LAUNCHED(c->ctx, op, "bnr_fwd_eval");
         return PRT_OK;
     }
     if (c->recompute) a.rmean = a.rvar = nullptr; // the forward call counted this batch
-    bnr_fwd_train<float><<<(unsigned)ch, kThreads, 0, prt_cuk_stream(c)>>>(x, y, a);
+    PRT_CUK_DISPATCH(dt, T,
+                     bnr_fwd_train<T><<<(unsigned)ch, kThreads, 0, prt_cuk_stream(c)>>>((const T *)x, (T *)y, a));
     PRT_CUK_LAUNCHED(c->ctx, op, "bnr_fwd_train");
     return PRT_OK;
 }
 
 extern "C" prt_status prt_cuda_bn_relu_bwd(const prt_kernel_call *c) {
     const char *op = "batchnorm_relu_bwd";
-    PRT_CHECK(prt_cuk_check_f32(c, op, 4, 6, 3));
+    prt_dtype dt;
+    PRT_CHECK(check_dtypes(c, op, 4, 6, 3, 3, &dt));
     if (c->n_in == 5)
         return prt_error(c->ctx, PRT_ERR_INTERNAL, "%s CUDA kernel: 5 inputs, expected 4 or 6", op);
     if (!c->training && c->n_in != 6)
@@ -240,8 +257,10 @@ extern "C" prt_status prt_cuda_bn_relu_bwd(const prt_kernel_call *c) {
     bwd_args a = {PRT_F32P(c->in[3]), c->training ? nullptr : PRT_F32P(c->in[4]),
                   c->training ? nullptr : PRT_F32P(c->in[5]), PRT_F32P(c->out[1]), PRT_F32P(c->out[2]),
                   prt_attr_float(&c->attrs[0]), n, ch, sp};
-    bnr_bwd<float><<<(unsigned)ch, kThreads, 0, prt_cuk_stream(c)>>>(PRT_F32P(c->in[0]), PRT_F32P(c->in[1]),
-                                                                     PRT_F32P(c->in[2]), PRT_F32P(c->out[0]), a);
+    PRT_CUK_DISPATCH(dt, T,
+                     bnr_bwd<T><<<(unsigned)ch, kThreads, 0, prt_cuk_stream(c)>>>(
+                         (const T *)c->in[0]->data, (const T *)c->in[1]->data, (const T *)c->in[2]->data,
+                         (T *)c->out[0]->data, a));
     PRT_CUK_LAUNCHED(c->ctx, op, "bnr_bwd");
     return PRT_OK;
 }
