@@ -125,4 +125,16 @@ for bin in "$OUT/parrots" "$OUT"/tests/* "$OUT"/bench/*; do
 done
 [ $bad -eq 0 ] || exit 1
 echo "build-gpu: ldd check passed (every library from $OUT/lib, /usr/local/cuda*, or present on the GPU machine)"
+
+# ---- size: the device machine takes at most 64 MiB of carried files ----------------
+# The copied libraries (oneDNN alone is about 38 MB) travel xz-compressed;
+# scripts/gpu-check.sh unpacks them before anything runs.
+for f in "$OUT"/lib/*.so*; do
+  [ -f "$f" ] && [[ "$f" != *.xz ]] && xz -9 -T2 "$f"
+done
+size_kib=$(du -sk "$OUT" | cut -f1)
 du -sh "$OUT" "$OUT"/* | sed 's/^/build-gpu: size /'
+if [ "$size_kib" -gt $((60 * 1024)) ]; then
+  echo "build-gpu: $OUT is ${size_kib} KiB, over the 60 MiB kept below the device machine's 64 MiB carry limit"
+  exit 1
+fi

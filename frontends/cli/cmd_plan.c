@@ -263,12 +263,32 @@ typedef struct plan_maker {
     const char *path, *input;
     int64_t h, w;
     prt_graph *file_g;
+    bool fuse_bn_relu;          /* --fuse */
+    prt_precision prec;         /* --precision */
 } plan_maker;
+
+/* The GPU path's forward passes, as parrots train applies them: fusion, then precision. */
+static prt_status gpu_passes(const plan_maker *m, prt_graph *g) {
+    if (m->fuse_bn_relu) PRT_CHECK(prt_graph_fuse_bn_relu(g, NULL));
+    if (m->prec != PRT_PRECISION_FP32) {
+        PRT_CHECK(prt_graph_bind_params(g));
+        PRT_CHECK(prt_graph_set_precision(g, m->prec));
+    }
+    return PRT_OK;
+}
 
 static prt_status make_plan_graph(void *user, prt_graph **out) {
     plan_maker *m = user;
-    if (m->input) return resized_copy(m->file_g, m->input, m->h, m->w, out);
-    return cli_load(m->ctx, m->path, out);
+    if (m->input)
+        PRT_CHECK(resized_copy(m->file_g, m->input, m->h, m->w, out));
+    else
+        PRT_CHECK(cli_load(m->ctx, m->path, out));
+    prt_status st = gpu_passes(m, *out);
+    if (st != PRT_OK) {
+        prt_graph_destroy(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* ---- the report ------------------------------------------------------------------ */
@@ -523,7 +543,8 @@ done:
 int cli_plan(int argc, char **argv) {
     bool json = false, train = false, verbose = false;
     long long batch = -1, top = 10;
-    const char *input = NULL, *recompute = NULL, *plot = NULL, *memory_limit = NULL;
+    const char *input = NULL, *recompute = NULL, *plot = NULL, *memory_limit = NULL, *device = "cpu",
+               *fuse = "auto", *precision = "fp32";
     const cli_opt opts[] = {
         {"--batch", CLI_INT, "N", "batch size (default: the file's solver.batch with --train, otherwise 1)", &batch},
         {"--train", CLI_FLAG, NULL,
@@ -541,6 +562,11 @@ int cli_plan(int argc, char **argv) {
          "after the report, exit 1 when the total exceeds SIZE (such as 8GiB, 512MiB, 1.5GB; default: no limit)",
          &memory_limit},
         {"--top", CLI_INT, "K", "list the K largest arena buffers (default 10)", &top},
+        {"--device", CLI_STRING, "DEV",
+         "plan as that device would run it: cpu (default) or cuda (cuDNN's workspaces; no GPU needed)", &device},
+        {"--fuse", CLI_STRING, "WHAT", "auto (default: bn-relu with --device cuda), none or bn-relu, as parrots train",
+         &fuse},
+        {"--precision", CLI_STRING, "P", "fp32 (default) or bf16 (with --device cuda), as parrots train", &precision},
         {"--json", CLI_FLAG, NULL, "print one JSON object instead of the text report", &json},
         {"--plot", CLI_STRING, "FILE", "draw live arena bytes over the instructions (.svg or .png)", &plot},
         {"--verbose", CLI_FLAG, NULL, "debug logging", &verbose},
@@ -549,7 +575,8 @@ int cli_plan(int argc, char **argv) {
     const char *pos[1];
     int rc = cli_parse("plan",
                        "NET.yaml [--batch N] [--train] [--input HxW] [--recompute auto|none|cheap|segments] [--json] "
-                       "[--plot FILE.svg|.png] [--memory-limit SIZE] [--top K]",
+                       "[--plot FILE.svg|.png] [--memory-limit SIZE] [--top K] [--device cpu|cuda] "
+                       "[--fuse auto|none|bn-relu] [--precision fp32|bf16]",
                        opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
     if (batch == 0) {
@@ -558,6 +585,21 @@ int cli_plan(int argc, char **argv) {
     }
     if (recompute && !train) {
         fprintf(stderr, "parrots plan: --recompute rewrites the training step: add --train\n");
+        return CLI_USAGE;
+    }
+    int gpu_index;
+    bool fuse_bn_relu;
+    prt_precision prec;
+    if ((rc = cli_parse_device("plan", device, &gpu_index)) != CLI_OK ||
+        (rc = cli_parse_fuse("plan", fuse, gpu_index >= 0, &fuse_bn_relu)) != CLI_OK)
+        return rc;
+    if (!prt_precision_from_name(precision, &prec)) {
+        fprintf(stderr, "parrots plan: --precision '%s': expected fp32 or bf16\n", precision);
+        return CLI_USAGE;
+    }
+    if (prec != PRT_PRECISION_FP32 && gpu_index < 0) {
+        fprintf(stderr, "parrots plan: --precision %s needs --device cuda (the CPU kernels compute in f32)\n",
+                precision);
         return CLI_USAGE;
     }
     int64_t h = 0, w = 0;
@@ -574,7 +616,8 @@ int cli_plan(int argc, char **argv) {
     prt_program *p = NULL;
     prt_solver solver;
     cli_train_program tp = {0};
-    plan_maker mk = {.ctx = ctx, .path = pos[0], .input = input, .h = h, .w = w};
+    plan_maker mk = {.ctx = ctx, .path = pos[0], .input = input, .h = h, .w = w, .fuse_bn_relu = fuse_bn_relu,
+                     .prec = prec};
     plan_report r = {.path = pos[0], .train = train, .mode = PRT_RECOMPUTE_none, .automatic = want == CLI_RECOMPUTE_AUTO,
                      .solver = &solver};
     prt_status s = PRT_OK;
@@ -600,10 +643,20 @@ int cli_plan(int argc, char **argv) {
         batch = 1;
     }
     r.batch = batch;
-    if (train)
+    if (train) {
         p = tp.p, tp.p = NULL;
-    else
+    } else {
+        PRT_CHECK_GOTO(gpu_passes(&mk, r.g), s, done);
         PRT_CHECK_GOTO(prt_vm_compile(r.g, batch, &p), s, done);
+    }
+    if (gpu_index >= 0 && p->plan) {
+        /* the plan a CUDA VM makes: cuDNN's workspace budgets instead of oneDNN's */
+        prt_mem_plan_options o = {.cuda_workspaces = true};
+        prt_mem_plan *gpu_plan;
+        PRT_CHECK_GOTO(prt_mem_plan_build_opts(ctx, p, &o, &gpu_plan), s, done);
+        prt_mem_plan_destroy(ctx, p->plan);
+        p->plan = gpu_plan;
+    }
     if (!p->plan) {
         s = prt_error(ctx, PRT_ERR_INTERNAL, "the compiled program of '%s' has no memory plan", r.g->name);
         goto done;

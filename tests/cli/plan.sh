@@ -250,6 +250,28 @@ colored = sum(1 for row in rows for i in range(0, 3 * w, 3) if max(row[i:i + 3])
 assert colored > 2000, colored
 EOF
 
+# ---- the GPU path's plan (no GPU needed): fusion, bf16, cuDNN workspaces ---------------
+expect_rc 2 "$PARROTS" plan "$MINI" --train --precision bf16
+expect_in "$TMP/err" "parrots plan: --precision bf16 needs --device cuda (the CPU kernels compute in f32)"
+expect_rc 2 "$PARROTS" plan "$MINI" --train --device cuda --precision fp16
+expect_in "$TMP/err" "parrots plan: --precision 'fp16': expected fp32 or bf16"
+expect_rc 2 "$PARROTS" plan "$MINI" --fuse relu
+expect_in "$TMP/err" "parrots plan: --fuse 'relu': expected auto, none or bn-relu"
+expect_rc 0 "$PARROTS" plan "$MINI" --train --batch 32 --recompute none --device cuda --fuse none --json
+cp "$TMP/out" "$TMP/gpu32.json"
+expect_rc 0 "$PARROTS" plan "$MINI" --train --batch 32 --recompute none --device cuda --precision bf16 --json
+cp "$TMP/out" "$TMP/gpu16.json"
+# bf16 activations take half the bytes (the f32 parameter gradients and the cuDNN
+# workspace budget do not shrink); parameters and optimizer state stay f32
+check "bf16 plan: smaller arena, same persistent block" python3 - "$TMP/gpu32.json" "$TMP/gpu16.json" <<'EOF2'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert b["workspace_bytes"] == a["workspace_bytes"], (a["workspace_bytes"], b["workspace_bytes"])
+act = lambda d: d["arena_bytes"] - d["workspace_bytes"]
+assert act(b) < 0.65 * act(a), (act(a), act(b))
+assert b["persistent_bytes"] == a["persistent_bytes"], (a["persistent_bytes"], b["persistent_bytes"])
+EOF2
+
 # ---- PolyNet's whole training step at batch 32, 331 x 331: planned only ------------------
 t0=$(date +%s.%N)
 expect_rc 0 "$PARROTS" plan "$POLY" --train --batch 32 --json
