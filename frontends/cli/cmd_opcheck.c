@@ -19,6 +19,8 @@ static const cli_opt help_opts[] = {
                                      "SHAPE:i32 for integer labels", NULL},
     {"--attr", CLI_STRING, "NAME=VALUE", "an attribute (repeatable): 3, 1,3 (a list), 0.5, true", NULL},
     {"--seed", CLI_INT, "S", "input values and sampled elements (default 1)", NULL},
+    {"--rtol", CLI_STRING, "R", "gradient tolerance: worst |fd - an| / (|fd| + |an| + 0.1 rms) (default 0.01)", NULL},
+    {"--eps", CLI_STRING, "H", "finite-difference step (default 0.01)", NULL},
     {"--device", CLI_STRING, "DEV", "cpu: CPU checks only; cuda: also CUDA against CPU (default: cuda when "
                                     "a GPU is present)", NULL},
     {"--json", CLI_FLAG, NULL, "print the report as JSON", NULL},
@@ -201,6 +203,14 @@ int cli_op_check(int argc, char **argv) {
                     fprintf(stderr, "parrots %s: --seed '%s': expected a positive integer\n", CMD, v);
                     return CLI_USAGE;
                 }
+            } else if (!strcmp(a, "--rtol") || !strcmp(a, "--eps")) {
+                char *end;
+                double x = strtod(v, &end);
+                if (end == v || *end || !(x > 0) || !isfinite(x)) {
+                    fprintf(stderr, "parrots %s: %s '%s': expected a positive number\n", CMD, a, v);
+                    return CLI_USAGE;
+                }
+                *(!strcmp(a, "--rtol") ? &spec.rtol : &spec.eps) = x;
             } else {
                 device = v;
             }

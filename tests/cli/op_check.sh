@@ -56,6 +56,12 @@ assert g["result"] == "passed" and g["checked"] > 0 and g["worst_error"] <= g["t
   echo "FAIL: --json output"; head -20 "$TMP/out"; failures=$((failures + 1))
 fi
 
+# a check that fails: exit 1, the table says which and by how much
+expect_rc 1 "$PARROTS" op-check sigmoid --shape 2x3x4 --rtol 1e-9
+expect_in "$TMP/out" "gradient     failed"
+expect_in "$TMP/out" "1e-09      reference kernels: dL/dx0["
+expect_in "$TMP/out" "sigmoid: FAILED (3 passed, 1 failed, 1 skipped)"
+
 # usage errors: exit 2, exact messages
 expect_rc 2 "$PARROTS" op-check relux --shape 2x3
 expect_err "parrots op-check: unknown op 'relux' (did you mean 'relu'?)"
@@ -75,6 +81,8 @@ expect_rc 2 "$PARROTS" op-check relu --shape 2x
 expect_err "parrots op-check: --shape '2x': expected sizes like 2x3x8x8 (the batch first, 1 to 8 dimensions), optionally :i32"
 expect_rc 2 "$PARROTS" op-check relu --shape 2x3 --device gpu
 expect_err "parrots op-check: --device 'gpu': expected cpu or cuda"
+expect_rc 2 "$PARROTS" op-check relu --shape 2x3 --eps 0
+expect_err "parrots op-check: --eps '0': expected a positive number"
 expect_rc 2 "$PARROTS" op-check relu --shpe 2x3
 expect_err "parrots op-check: unknown option '--shpe' (did you mean '--shape'?)"
 expect_rc 2 "$PARROTS" op-check
