@@ -649,8 +649,8 @@ static prt_status check_gradient(gc_case *c, prt_gradcheck_report *rep) {
             setf(it, PRT_GC_FAILED, "%lld of %lld elements sit at a kink (one-sided differences disagree): "
                  "too many to check", (long long)kinks, (long long)(it->checked + kinks));
         else if (it->result == PRT_GC_PASSED)
-            setf(it, PRT_GC_PASSED, "%s kernels, central differences h = %g%s", passes == 2 ? "reference and fast" : "reference",
-                 c->eps, kinks ? ", some elements at kinks skipped" : "");
+            setf(it, PRT_GC_PASSED, "%s kernels, central differences h = %g; %lld elements at kinks skipped",
+                 passes == 2 ? "reference and fast" : "reference", c->eps, (long long)kinks);
     }
     prt_program_destroy(ctx, p);
     unbuild(ctx, &b);
