@@ -7,6 +7,8 @@
 int cli_onnx_test(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_import(int argc, char **argv);
+/* frontends/cli/cmd_opcheck.c */
+int cli_op_check(int argc, char **argv);
 
 typedef struct cli_command {
     const char *name;
@@ -28,6 +30,7 @@ static const cli_command commands[] = {
     {"timeline-summary", cli_timeline_summary, "summarise a training timeline: compute, allreduce, overlap"},
     {"profile", cli_profile, "measure per-op times of a network's step and fit a profile for simulate"},
     {"simulate", cli_simulate, "predict data-parallel step time and scaling efficiency on N GPUs from a profile"},
+    {"op-check", cli_op_check, "check an op (built-in or plugin): forward, gradient, in-place, CUDA against CPU"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
