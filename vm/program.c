@@ -235,6 +235,7 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
     ic->ctx = ctx;
     ic->node_name = c->node;
     ic->op_name = s->name;
+    ic->schema = s;
     ic->loc = (prt_loc){NULL, 0, 0};
     ic->attrs = c->attrs;
     ic->n_in = n_data;
