@@ -59,8 +59,11 @@ int main(int argc, char **argv) {
         printf("parrots %d.%d.%d\n", PRT_VERSION_MAJOR, PRT_VERSION_MINOR, PRT_VERSION_PATCH);
         return CLI_OK;
     }
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(cmd, commands[i].name)) continue;
+        int n = cli_take_plugins(cmd, argc - 2, argv + 2);
+        return n < 0 ? CLI_USAGE : commands[i].fn(n, argv + 2);
+    }
     const char *best = NULL;
     int bestd = 3;
     for (int i = 0; i < N_COMMANDS; i++) {
