@@ -140,6 +140,10 @@ static void nearest_list(prt_yload *L, const char *name, bool ops, char *buf, si
 static prt_status unknown_op(prt_yload *L, const prt_ynode *k) {
     char near[256], b[80];
     nearest_list(L, k->s, true, near, sizeof near);
+    if (strchr(k->s, '.'))
+        return prt_yerr(L->ctx, k, PRT_ERR_SCHEMA, "unknown op or module '%s' (nearest: %s); a namespaced op comes "
+                        "from a plugin: load it with --plugin or PARROTS_PLUGIN_PATH", prt_yshort(k->s, b, sizeof b),
+                        near);
     return prt_yerr(L->ctx, k, PRT_ERR_SCHEMA, "unknown op or module '%s' (nearest: %s)", prt_yshort(k->s, b, sizeof b),
                     near);
 }

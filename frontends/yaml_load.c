@@ -24,7 +24,8 @@ typedef struct yinc {
     int depth;
 } yinc;
 
-static const char *const top_keys[] = {"parrots", "name", "include", "input", "modules", "layers", "output", "solver"};
+static const char *const top_keys[] = {"parrots", "name", "include", "requires", "input", "modules", "layers", "output",
+                                       "solver"};
 #define N_TOP_KEYS ((int)(sizeof top_keys / sizeof top_keys[0]))
 static const char *const module_keys[] = {"args", "inputs", "layers", "output"};
 static const char *const reserved_names[] = {"name", "input", "share", "repeat", "module", "args"};
@@ -143,7 +144,51 @@ static prt_status check_root(prt_yload *L, const char *file, const prt_ynode *ro
         return prt_yerr(L->ctx, kn, PRT_ERR_SCHEMA,
                         "unknown key '%s' (the top-level keys are %s)", prt_yshort(kn->s, b, sizeof b),
                         included ? "parrots, include and modules"
-                                 : "parrots, name, include, input, modules, layers, output and solver");
+                                 : "parrots, name, include, requires, input, modules, layers, output and solver");
+    }
+    return PRT_OK;
+}
+
+/* `requires:` lists the plugin ops the network needs, `- {op: NAME, version: N}`
+ * (N the minimum, default 1), checked before any layer is built so that a
+ * missing plugin is named as such. The file never names a plugin to load:
+ * plugins come from --plugin and PARROTS_PLUGIN_PATH only. */
+static prt_status check_requires(prt_yload *L, const prt_ynode *req) {
+    char b[160];
+    if (req->kind != PRT_YN_SEQ)
+        return prt_yerr(L->ctx, req, PRT_ERR_SCHEMA, "'requires' expects a list of ops such as '- {op: myorg.swish, "
+                        "version: 1}', found %s", prt_ydescribe(req, b, sizeof b));
+    for (int i = 0; i < req->n; i++) {
+        const prt_ynode *it = req->kids[i];
+        if (it->kind != PRT_YN_MAP)
+            return prt_yerr(L->ctx, it, PRT_ERR_SCHEMA, "requires: expected a mapping with 'op' and 'version', "
+                            "found %s", prt_ydescribe(it, b, sizeof b));
+        for (int k = 0; k < it->n; k++) {
+            const prt_ynode *kn = prt_ymap_key(it, k);
+            if (strcmp(kn->s, "op") && strcmp(kn->s, "version"))
+                return prt_yerr(L->ctx, kn, PRT_ERR_SCHEMA, "requires: unknown key '%s' (an entry has 'op' and "
+                                "'version')", prt_yshort(kn->s, b, sizeof b));
+        }
+        const prt_ynode *op = prt_ymap_get(it, "op"), *v = prt_ymap_get(it, "version");
+        if (!op || op->kind != PRT_YN_STR || !op->s[0])
+            return prt_yerr(L->ctx, op ? op : it, PRT_ERR_SCHEMA, "requires: 'op' expects the name of an op, such "
+                            "as 'op: myorg.swish'");
+        long long want = 1;
+        if (v) {
+            if (v->kind != PRT_YN_INT || v->i < 1)
+                return prt_yerr(L->ctx, v, PRT_ERR_SCHEMA, "requires: 'version' expects the op's minimum version "
+                                "(an integer >= 1), found %s", prt_ydescribe(v, b, sizeof b));
+            want = (long long)v->i;
+        }
+        const prt_op_schema *s = prt_op_find(L->ctx->ops, op->s, NULL);
+        if (!s)
+            return prt_yerr(L->ctx, it, PRT_ERR_SCHEMA, "the network requires op '%s' (version >= %lld), which no "
+                            "loaded plugin provides: load it with --plugin or PARROTS_PLUGIN_PATH",
+                            prt_yshort(op->s, b, sizeof b), want);
+        long long have = s->version > 0 ? s->version : 1;
+        if (have < want)
+            return prt_yerr(L->ctx, it, PRT_ERR_SCHEMA, "the network requires op '%s' version >= %lld, but the "
+                            "loaded one is version %lld (from %s)", s->name, want, have, prt_op_source(s));
     }
     return PRT_OK;
 }
@@ -458,6 +503,7 @@ static prt_status load(prt_context *ctx, const char *file, const char *text, siz
         goto done;
     }
     PRT_CHECK_GOTO(check_layers(&L, layers, ""), st, done);
+    if (prt_ymap_get(root, "requires")) PRT_CHECK_GOTO(check_requires(&L, prt_ymap_get(root, "requires")), st, done);
     PRT_CHECK_GOTO(load_includes(&L, &I, root), st, done);
     PRT_CHECK_GOTO(add_modules(&L, root), st, done);
     PRT_CHECK_GOTO(graph_name(&L, file, root, &name), st, done);

@@ -82,6 +82,10 @@ typedef struct prt_infer_ctx {
      * Callers zero it; prt_infer_out_dtype() reads the result. */
     unsigned out_dtype_mask;
     prt_dtype out_dtypes[4];
+    /* (appended for plugins) the schema being inferred, so that one shape
+     * function can serve several ops (ops/plugin.c's adapters); NULL: look
+     * it up by op_name */
+    const struct prt_op_schema *schema;
 } prt_infer_ctx;
 
 /* The dtype inference gave output k. */
@@ -128,6 +132,11 @@ typedef struct prt_kernel_call {
      * step's values. NULL when the kernel has none or is called outside a CUDA
      * VM: the kernel then passes the values by value. */
     void *step_slot;
+    /* Plugins (appended): the schema whose kernel this is and the layer, so
+     * that one adapter kernel serves every plugin op (ops/plugin.c); set by
+     * the VM, NULL when a test calls a kernel directly. */
+    const struct prt_op_schema *schema;
+    const char *node_name;
 } prt_kernel_call;
 
 typedef struct prt_kernel {
@@ -223,6 +232,12 @@ typedef struct prt_op_schema {
      * shift and running statistics); the other slots get a bf16 cast of their
      * f32 master copy (conv and linear weights and biases) */
     uint8_t bf16_f32_params;
+    /* ---- plugins (appended; ops/plugin_impl.h) ---- */
+    /* the op of a loaded plugin this schema adapts (NULL: a built-in op) */
+    const void *plugin_op;
+    /* where the op comes from, for messages: "plugin /a/liba.so (myorg
+     * 1.0.0)"; NULL: "Parrots (built-in)" */
+    const char *source;
 } prt_op_schema;
 
 /* ---- gradient builders ------------------------------------------------ */
@@ -263,6 +278,13 @@ const prt_op_schema *prt_op_find(const prt_registry *r, const char *name, int *i
 /* By id; NULL if out of range. */
 const prt_op_schema *prt_op_get(const prt_registry *r, int id);
 int prt_op_count(const prt_registry *r);
+/* Removes the ops registered after the first n (a plugin whose registration
+ * failed half way), so the registry is as it was. */
+void prt_registry_truncate(prt_context *ctx, prt_registry *r, int n);
+/* "plugin /a/liba.so (myorg 1.0.0)" or "Parrots (built-in)". */
+static inline const char *prt_op_source(const prt_op_schema *s) {
+    return s->source ? s->source : "Parrots (built-in)";
+}
 /* Index of an attribute in the schema, or -1. */
 int prt_op_attr_index(const prt_op_schema *s, const char *name);
 /* Up to max names of registered ops nearest to `name` (edit distance), for

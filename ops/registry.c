@@ -104,6 +104,15 @@ const prt_op_schema *prt_op_get(const prt_registry *r, int id) {
 
 int prt_op_count(const prt_registry *r) { return r ? r->n : 0; }
 
+void prt_registry_truncate(prt_context *ctx, prt_registry *r, int n) {
+    if (!r || n < 0 || n >= r->n) return;
+    r->n = n;
+    /* linear probing cannot delete in place: rebuild the slots at the same size */
+    memset(r->slots, 0, (size_t)r->n_slots * sizeof(int));
+    for (int id = 0; id < r->n; id++) r->slots[find_slot(r, r->ops[id]->name)] = id + 1;
+    (void)ctx;
+}
+
 int prt_op_attr_index(const prt_op_schema *s, const char *name) {
     /* schemas have a handful of attributes: a scan beats hashing here */
     for (int i = 0; i < s->n_attrs; i++)

@@ -9,6 +9,7 @@
 #endif
 
 void prt_cpu_device_init(prt_context *ctx, prt_device *dev); /* device_cpu.c */
+void prt_plugins_unload(prt_context *ctx);                    /* ops/plugin.c */
 
 static void *default_alloc(void *ud, void *ptr, size_t old_size, size_t new_size) {
     (void)ud;
@@ -54,6 +55,8 @@ prt_status prt_context_create(const prt_context_options *opts, prt_context **out
 void prt_context_destroy(prt_context *ctx) {
     if (!ctx) return;
     prt_registry_destroy(ctx, ctx->ops);
+    /* after the registry: its schemas point into the plugins */
+    prt_plugins_unload(ctx);
     ctx->alloc(ctx->alloc_ud, ctx, sizeof *ctx, 0);
 }
 

@@ -198,6 +198,7 @@ void prt_graph_infer_ctx(prt_graph *g, int n, prt_infer_scratch *sc, prt_infer_c
     ic->ctx = g->ctx;
     ic->node_name = nd->name;
     ic->op_name = s->name;
+    ic->schema = s;
     ic->loc = nd->loc;
     ic->attrs = nd->attrs;
     ic->n_in = nd->n_data_in;

@@ -229,6 +229,7 @@ struct prt_context {
     char errmsg[2048];
     prt_device cpu;
     prt_registry *ops;
+    struct prt_plugin *plugins; /* loaded operator plugins, newest first (ops/plugin.c) */
 };
 
 /* Time in seconds from a monotonic clock. */

@@ -262,6 +262,8 @@ static void teardown(void) {
 int main(void) {
 #if defined(PARROTS_HAVE_CUDA) && PARROTS_HAVE_CUDA
     host_checks();
+#else
+    (void)host_checks; /* a build without CUDA has no CUDA kernels to check */
 #endif
     if (prt_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device (prt_cuda_device_count() is 0: no GPU, no driver, or a build without CUDA)\n");

@@ -93,8 +93,8 @@ static const ecase cases[] = {
     {"unknown top-level key, near", H "layer:\n  - relu:\n", 0, PRT_ERR_SCHEMA,
      "net.yaml:3:1: unknown key 'layer' (did you mean 'layers'?)"},
     {"unknown top-level key, far", H "layers: [relu: ]\nweights: 3\n", 0, PRT_ERR_SCHEMA,
-     "net.yaml:4:1: unknown key 'weights' (the top-level keys are parrots, name, include, input, modules, layers, "
-     "output and solver)"},
+     "net.yaml:4:1: unknown key 'weights' (the top-level keys are parrots, name, include, requires, input, modules, "
+     "layers, output and solver)"},
     {"network name not a string", H "name: [a]\nlayers: [relu: ]\n", 0, PRT_ERR_SCHEMA,
      "net.yaml:3:7: 'name' expects the network's name (a string of 1 to 128 characters), found a list"},
     {"file over 16 MiB", NULL, 0, PRT_ERR_LIMIT,

@@ -547,6 +547,8 @@ static prt_status setup_call(prt_vm *vm, int k, size_t *workspace) {
     for (int j = 0; j < d->n_in; j++) c->in[j] = &vm->regs[d->in[j]];
     for (int j = 0; j < d->n_out; j++) c->out[j] = &vm->regs[d->out[j]];
     c->kc.ctx = ctx;
+    c->kc.schema = s;
+    c->kc.node_name = d->node;
     c->kc.attrs = d->attrs;
     c->kc.n_in = d->n_in;
     c->kc.in = c->in;

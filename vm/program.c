@@ -204,6 +204,10 @@ prt_status prt_program_resolve(prt_context *ctx, prt_program *p) {
         if (!prt_op_find(ctx->ops, p->ops[i].name, &id)) {
             const char *near[3];
             int n = prt_op_suggest(ctx->ops, p->ops[i].name, near, 3);
+            if (strchr(p->ops[i].name, '.'))
+                return prt_error(ctx, PRT_ERR_NOT_FOUND, "program '%s': op table entry %d: unknown op '%s': no "
+                                 "loaded plugin provides it (load it with --plugin or PARROTS_PLUGIN_PATH)", p->name,
+                                 i, p->ops[i].name);
             return prt_error(ctx, PRT_ERR_NOT_FOUND,
                              "program '%s': op table entry %d: unknown op '%s'%s%s%s", p->name, i,
                              p->ops[i].name, n > 0 ? " (did you mean '" : "",
@@ -235,6 +239,7 @@ prt_status prt_vm_call_infer(prt_context *ctx, const prt_program *p, const prt_c
     ic->ctx = ctx;
     ic->node_name = c->node;
     ic->op_name = s->name;
+    ic->schema = s;
     ic->loc = (prt_loc){NULL, 0, 0};
     ic->attrs = c->attrs;
     ic->n_in = n_data;

@@ -31,6 +31,17 @@ void cli_print_help(FILE *f, const char *cmd, const char *usage, const cli_opt *
 int cli_fail(const char *cmd, prt_context *ctx, prt_status st);
 /* A context for the command (log level from --verbose/--quiet flags). */
 prt_status cli_context(bool verbose, prt_context **out);
+/* The context of a command that loads a network or program: created with opts
+ * (NULL: the defaults, debug logging when verbose), then the operator plugins
+ * of PARROTS_PLUGIN_PATH, to which main() has appended every `--plugin PATH`.
+ * A plugin that does not load prints "parrots CMD: <why>" and gives CLI_USAGE;
+ * CLI_OK with *out set otherwise. */
+int cli_start(const char *cmd, const prt_context_options *opts, bool verbose, prt_context **out);
+/* main(): takes every `--plugin PATH` (or --plugin=PATH) out of argv (after the
+ * command name), appending PATH to PARROTS_PLUGIN_PATH, so that every command
+ * and the processes it starts (data-parallel ranks) load it. Returns the new
+ * argc, or -1 after printing the problem (--plugin with no value). */
+int cli_take_plugins(const char *cmd, int argc, char **argv);
 /* Loads the network named on the command line. */
 prt_status cli_load(prt_context *ctx, const char *path, prt_graph **out);
 /* --device cpu|cuda|cuda:N: *gpu_index -1 for cpu (and NULL text), else N (cuda

@@ -115,7 +115,7 @@ int cli_check(int argc, char **argv) {
     int rc = cli_parse("check", "[--json] [--layers] NET.yaml", opts, argc, argv, pos, 1, 1);
     if (rc) return rc < 0 ? CLI_OK : rc;
     prt_context *ctx;
-    if (cli_context(verbose, &ctx) != PRT_OK) return CLI_FAIL;
+    if ((rc = cli_start("check", NULL, verbose, &ctx)) != CLI_OK) return rc;
     prt_graph *g = NULL;
     prt_graph_stats st;
     prt_status s = cli_load(ctx, pos[0], &g);

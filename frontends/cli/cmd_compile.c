@@ -30,7 +30,7 @@ static int compile_common(const char *cmd, int argc, char **argv, bool listing) 
         return CLI_USAGE;
     }
     prt_context *ctx;
-    if (cli_context(verbose, &ctx) != PRT_OK) return CLI_FAIL;
+    if ((rc = cli_start(cmd, NULL, verbose, &ctx)) != CLI_OK) return rc;
     prt_graph *g = NULL;
     prt_program *p = NULL;
     double t0 = prt_now();

@@ -202,8 +202,8 @@ int cli_eval(int argc, char **argv) {
                               .log_level = verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
                               .num_threads = (int)threads};
     prt_context *ctx;
-    prt_status s = prt_context_create(&co, &ctx);
-    if (s != PRT_OK) return cli_fail("eval", NULL, s);
+    if ((rc = cli_start("eval", &co, verbose, &ctx)) != CLI_OK) return rc;
+    prt_status s = PRT_OK;
     prt_dataset *test = NULL;
     prt_weights *w = NULL;
     cli_evaluator ev = {0};

@@ -37,8 +37,8 @@ int cli_export(int argc, char **argv) {
         return CLI_USAGE;
     }
     prt_context *ctx;
-    prt_status s = cli_context(verbose, &ctx);
-    if (s != PRT_OK) return cli_fail("export", NULL, s);
+    if ((rc = cli_start("export", NULL, verbose, &ctx)) != CLI_OK) return rc;
+    prt_status s = PRT_OK;
     prt_graph *g = NULL;
     prt_program *p = NULL;
     prt_vm *vm = NULL;

@@ -46,9 +46,8 @@ int cli_import(int argc, char **argv) {
         weights = wbuf;
     }
     prt_context *ctx;
-    prt_status s = cli_context(verbose, &ctx);
-    if (s != PRT_OK) return cli_fail("import", NULL, s);
-    s = prt_onnx_convert(ctx, pos[0], out, weights);
+    if ((rc = cli_start("import", NULL, verbose, &ctx)) != CLI_OK) return rc;
+    prt_status s = prt_onnx_convert(ctx, pos[0], out, weights);
     if (s == PRT_OK) printf("wrote %s and %s\n", out, weights);
     rc = s == PRT_OK ? CLI_OK : cli_fail("import", ctx, s);
     prt_context_destroy(ctx);

@@ -75,11 +75,10 @@ int cli_onnx_test(int argc, char **argv) {
     int n = 0;
     while (n < argc && pos[n]) n++;
     prt_context *ctx;
-    prt_status s = cli_context(verbose, &ctx);
-    if (s != PRT_OK) {
+    if ((rc = cli_start("onnx-test", NULL, verbose, &ctx)) != CLI_OK) {
         free(pos);
         free(recs);
-        return cli_fail("onnx-test", NULL, s);
+        return rc;
     }
     int counts[3] = {0, 0, 0};
     static const char *const label[3] = {"pass", "FAIL", "unsupported"};

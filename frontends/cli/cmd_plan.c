@@ -611,7 +611,7 @@ int cli_plan(int argc, char **argv) {
         return rc;
 
     prt_context *ctx;
-    if (cli_context(verbose, &ctx) != PRT_OK) return CLI_FAIL;
+    if ((rc = cli_start("plan", NULL, verbose, &ctx)) != CLI_OK) return rc;
     prt_graph *file_g = NULL, *resized = NULL;
     prt_program *p = NULL;
     prt_solver solver;

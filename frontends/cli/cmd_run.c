@@ -125,8 +125,8 @@ int cli_run(int argc, char **argv) {
                               .log_level = verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
                               .seed = (uint64_t)seed};
     prt_context *ctx;
-    prt_status s = prt_context_create(&co, &ctx);
-    if (s != PRT_OK) return cli_fail("run", NULL, s);
+    if ((rc = cli_start("run", &co, verbose, &ctx)) != CLI_OK) return rc;
+    prt_status s = PRT_OK;
     prt_graph *g = NULL;
     prt_program *p = NULL;
     prt_vm *vm = NULL;

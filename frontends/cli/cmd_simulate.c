@@ -338,8 +338,8 @@ int cli_profile(int argc, char **argv) {
                               .log_level = verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
                               .num_threads = (int)threads};
     prt_context *ctx;
-    prt_status s = prt_context_create(&co, &ctx);
-    if (s != PRT_OK) return cli_fail("profile", NULL, s);
+    if ((rc = cli_start("profile", &co, verbose, &ctx)) != CLI_OK) return rc;
+    prt_status s = PRT_OK;
     prt_graph *g = NULL;
     prt_program *p = NULL;
     prt_profile *pr = NULL;
@@ -560,7 +560,7 @@ int cli_simulate(int argc, char **argv) {
     int want;
     if ((rc = cli_parse_recompute("simulate", recompute, CLI_RECOMPUTE_AUTO, &want)) != CLI_OK) return rc;
     prt_context *ctx;
-    if (cli_context(verbose, &ctx) != PRT_OK) return CLI_FAIL;
+    if ((rc = cli_start("simulate", NULL, verbose, &ctx)) != CLI_OK) return rc;
     prt_profile *pr = NULL;
     prt_net_spec net;
     cli_train_program tp = {0};

@@ -745,8 +745,9 @@ int cli_train(int argc, char **argv) {
                               .log_level = a->verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO,
                               .seed = (uint64_t)a->seed,
                               .num_threads = (int)a->threads};
-    prt_status s = prt_context_create(&co, &t.ctx);
-    if (s != PRT_OK) return cli_fail("train", NULL, s);
+    rc = cli_start("train", &co, a->verbose, &t.ctx);
+    if (rc != CLI_OK) return rc;
+    prt_status s = PRT_OK;
     bool diverged = false, joined = false;
     double t0 = prt_now();
     PRT_CHECK_GOTO(open_comm(&t), s, done);

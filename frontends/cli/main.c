@@ -7,6 +7,8 @@
 int cli_onnx_test(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_import(int argc, char **argv);
+/* frontends/cli/cmd_opcheck.c */
+int cli_op_check(int argc, char **argv);
 
 typedef struct cli_command {
     const char *name;
@@ -28,6 +30,7 @@ static const cli_command commands[] = {
     {"timeline-summary", cli_timeline_summary, "summarise a training timeline: compute, allreduce, overlap"},
     {"profile", cli_profile, "measure per-op times of a network's step and fit a profile for simulate"},
     {"simulate", cli_simulate, "predict data-parallel step time and scaling efficiency on N GPUs from a profile"},
+    {"op-check", cli_op_check, "check an op (built-in or plugin): forward, gradient, in-place, CUDA against CPU"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -56,8 +59,11 @@ int main(int argc, char **argv) {
         printf("parrots %d.%d.%d\n", PRT_VERSION_MAJOR, PRT_VERSION_MINOR, PRT_VERSION_PATCH);
         return CLI_OK;
     }
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(cmd, commands[i].name)) continue;
+        int n = cli_take_plugins(cmd, argc - 2, argv + 2);
+        return n < 0 ? CLI_USAGE : commands[i].fn(n, argv + 2);
+    }
     const char *best = NULL;
     int bestd = 3;
     for (int i = 0; i < N_COMMANDS; i++) {

@@ -1,6 +1,7 @@
 /* Option parsing and the helpers every command shares. */
 #include "frontends/cli/cli_impl.h"
 #include "frontends/onnx/onnx_api.h"
+#include "ops/plugin_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +14,10 @@ void cli_print_help(FILE *f, const char *cmd, const char *usage, const cli_opt *
         snprintf(left, sizeof left, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         fprintf(f, "  %-22s %s\n", left, o->help);
     }
+    /* main() takes --plugin out of every command's arguments (cli_take_plugins) */
+    if (strcmp(cmd, "timeline-summary"))
+        fprintf(f, "  %-22s %s\n", "--plugin PATH", "load an operator plugin, or every *.so of a directory "
+                "(repeatable; after PARROTS_PLUGIN_PATH's)");
     fprintf(f, "  %-22s %s\n", "--help", "show this help");
 }
 
@@ -105,6 +110,68 @@ prt_status cli_context(bool verbose, prt_context **out) {
     prt_status st = prt_context_create(&o, out);
     if (st != PRT_OK) fprintf(stderr, "parrots: cannot create a context: %s\n", prt_status_str(st));
     return st;
+}
+
+int cli_start(const char *cmd, const prt_context_options *opts, bool verbose, prt_context **out) {
+    *out = NULL;
+    prt_context_options o = {.struct_size = sizeof o, .log_level = verbose ? PRT_LOG_DEBUG : PRT_LOG_INFO};
+    prt_context *ctx;
+    prt_status st = prt_context_create(opts ? opts : &o, &ctx);
+    if (st != PRT_OK) {
+        fprintf(stderr, "parrots %s: cannot create a context: %s\n", cmd, prt_status_str(st));
+        return CLI_FAIL;
+    }
+    st = prt_plugin_load_path(ctx, getenv("PARROTS_PLUGIN_PATH"));
+    if (st != PRT_OK) {
+        /* a plugin that does not load is bad input, whatever the status */
+        fprintf(stderr, "parrots %s: %s\n", cmd, prt_last_error(ctx));
+        prt_context_destroy(ctx);
+        return CLI_USAGE;
+    }
+    *out = ctx;
+    return CLI_OK;
+}
+
+int cli_take_plugins(const char *cmd, int argc, char **argv) {
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *val = NULL;
+        if (!strcmp(argv[i], "--plugin")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "parrots %s: option '--plugin' needs a value (PATH)\n", cmd);
+                return -1;
+            }
+            val = argv[++i];
+        } else if (!strncmp(argv[i], "--plugin=", 9)) {
+            val = argv[i] + 9;
+        } else {
+            argv[n++] = argv[i];
+            continue;
+        }
+        if (!val[0] || strchr(val, ':')) {
+            fprintf(stderr, "parrots %s: --plugin '%s': expected the path of a plugin file or directory (without "
+                    "':')\n", cmd, val);
+            return -1;
+        }
+        /* the environment carries the list to the command's context and to
+         * the processes it starts, without a global of our own */
+        const char *old = getenv("PARROTS_PLUGIN_PATH");
+        size_t len = (old ? strlen(old) + 1 : 0) + strlen(val) + 1;
+        char *list = malloc(len);
+        if (!list) {
+            fprintf(stderr, "parrots %s: out of memory\n", cmd);
+            return -1;
+        }
+        snprintf(list, len, "%s%s%s", old && old[0] ? old : "", old && old[0] ? ":" : "", val);
+        int rc = setenv("PARROTS_PLUGIN_PATH", list, 1);
+        free(list);
+        if (rc != 0) {
+            fprintf(stderr, "parrots %s: cannot set PARROTS_PLUGIN_PATH\n", cmd);
+            return -1;
+        }
+    }
+    if (n < argc) argv[n] = NULL;
+    return n;
 }
 
 static bool is_onnx(const char *path) {

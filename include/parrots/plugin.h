@@ -180,7 +180,8 @@ typedef struct prt_plugin_host {
     uint32_t struct_size;      /* sizeof(prt_plugin_host) on the host */
     const char *parrots_version; /* "0.1.0" */
     /* Reports why a call failed; the message is prefixed with the op and the
-     * layer. host_ctx: from the call (or NULL in init). Returns -1, so
+     * layer. host_ctx: from the call, or in init the table's init_ctx (NULL
+     * there only logs the message). Returns -1, so
      * `return h->error(c->host_ctx, "...")` both reports and fails. */
     int (*error)(void *host_ctx, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -208,6 +209,9 @@ typedef struct prt_plugin_host {
      * 0 or -1 (the host's message says why). */
     int (*grad_emit)(void *host_ctx, const char *op, const int32_t *in, int32_t n_in,
                      const prt_plugin_attr_value *attrs, int32_t *outs);
+    /* The host_ctx for error() during init: its message then becomes part
+     * of the loading error. Valid during init only. */
+    void *init_ctx;
 } prt_plugin_host;
 
 /* ---- ops and the plugin ------------------------------------------------------- */
@@ -252,7 +256,8 @@ typedef struct prt_plugin_desc {
     const prt_plugin_op *ops;
     int32_t n_ops;
     /* optional: called once before the ops are registered; a nonzero return
-     * (after host->error(NULL, ...)) refuses the plugin. *state goes to fini. */
+     * (after host->error(h->init_ctx, ...)) refuses the plugin. *state goes
+     * to fini. h stays valid until fini returns. */
     int (*init)(const prt_plugin_host *h, void **state);
     /* optional: called when the host is done with the plugin */
     void (*fini)(void *state);

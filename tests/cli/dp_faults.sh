@@ -76,10 +76,23 @@ bucket="allreduce #$num \\(gradient bucket $num\\) of $num f32 elements"
 # 2, and the first to report takes the job down with MPI_Abort, the stopped rank
 # included.
 job stop 90 -np 3 -x PARROTS_TEST_FAULT=2:3:stop "${TRAIN[@]}" --data synthetic:512 --batch 8 --comm-timeout 5
+# The first rank to conclude names rank 2 and aborts the job. The abort resumes
+# the stopped rank (Open MPI sends SIGCONT before it terminates a stopped
+# process), so a surviving rank still inside its probe's grace period may then
+# hear rank 2 answer: that rank is killed by the abort before it prints, or
+# reports that every rank responded. So: at least one rank names rank 2, and no
+# rank names any other rank.
+checks=$((checks + 1))
+named=0
 for r in 0 1; do
   other=$((1 - r))
-  expect_line stop "parrots train: rank $r: program 'fashion-cnn': instruction $num \\(ALLREDUCE_WAIT bucket $num\\): rank $r: $bucket did not complete within 5 s: rank 2 did not respond \\(rank $other did\\); it died, hangs, or skipped this collective"
+  grep -qxE -- "parrots train: rank $r: program 'fashion-cnn': instruction $num \\(ALLREDUCE_WAIT bucket $num\\): rank $r: $bucket did not complete within 5 s: rank 2 did not respond \\(rank $other did\\); it died, hangs, or skipped this collective" "$TMP/stop.out" && named=$((named + 1))
 done
+if [ "$named" -eq 0 ] || grep -qE "rank [01] did not respond|ranks [0-9, and]+ did not respond" "$TMP/stop.out"; then
+  echo "FAIL: stop: no surviving rank named rank 2 (or one named another rank):"; sed 's/^/  | /' "$TMP/stop.out" | head -20
+  failures=$((failures + 1))
+fi
+echo "stop: $named of 2 surviving ranks printed the line naming rank 2"
 # the job ends with the code the reporting rank passed to MPI_Abort (1, a
 # runtime failure): without the abort the stopped rank would hold it until the
 # timeout (124). (Open MPI's own "MPI_ABORT was invoked" banner is not checked:
