@@ -697,7 +697,7 @@ static prt_status run_direct(gc_case *c, const prt_kernel *k, const prt_infer_ct
     prt_kernel_call call = {.ctx = ctx, .attrs = ic->attrs, .n_in = n, .in = in_nodata, .n_out = 1,
                             .out = outp_nodata, .workspace = ws, .workspace_size = ws_size,
                             .training = !c->spec->inference, .rng_key = 0x5eed, .step = GC_STEP,
-                            .dev = prt_cpu_device(ctx)};
+                            .dev = prt_cpu_device(ctx), .schema = c->s, .node_name = "op-check"};
     if (k->prepare) PRT_CHECK_GOTO(k->prepare(&call, &state), st, fail);
     call.in = in;
     call.out = outp;

@@ -233,7 +233,8 @@ int cli_op_check(int argc, char **argv) {
     spec.seed = (uint64_t)seed;
     spec.no_cuda = device && !strcmp(device, "cpu");
     prt_context *ctx;
-    if (cli_context(false, &ctx) != PRT_OK) return CLI_FAIL;
+    int start_rc = cli_start(CMD, NULL, false, &ctx);
+    if (start_rc != CLI_OK) return start_rc;
     static prt_gradcheck_report rep;
     prt_status st = prt_op_gradcheck(ctx, op, &spec, &rep);
     if (st != PRT_OK) {
