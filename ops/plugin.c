@@ -586,6 +586,11 @@ static prt_status build_ops(prt_plugin *pl, size_t stride) {
     return PRT_OK;
 }
 
+const prt_plugin_op *prt_plugin_op_of(const prt_op_schema *s) {
+    const plugin_op *po = s ? s->plugin_op : NULL;
+    return po ? &po->op : NULL;
+}
+
 static const char *dl_gist(const char *err, const char *path) {
     if (!err) return "unknown error";
     /* glibc prefixes the path: "<path>: invalid ELF header" */

@@ -30,6 +30,9 @@ prt_status prt_plugin_load_path(prt_context *ctx, const char *list);
 
 /* How many plugins the context has loaded. */
 int prt_plugin_count(const prt_context *ctx);
+/* The plugin's own descriptor of the op schema s adapts (its v1 part, copied
+ * at load), or NULL for a built-in op. */
+const struct prt_plugin_op *prt_plugin_op_of(const prt_op_schema *s);
 
 /* Calls every plugin's fini and closes it (runtime/context.c, after the
  * registry is destroyed). */

@@ -9,6 +9,7 @@
 // labels: unit
 #include "tests/test_util.h"
 
+#include "frontends/onnx/onnx_impl.h"
 #include "frontends/program_file_api.h"
 #include "ops/plugin_impl.h"
 #include "ops/train_impl.h"
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GOOD PRT_TEST_PLUGIN_DIR "/good/tp.so"
 #define MORE PRT_TEST_PLUGIN_DIR "/good/tq.so"
@@ -412,6 +414,67 @@ START_TEST(test_requires) {
 }
 END_TEST
 
+/* ONNX export: a plugin op with an ONNX form becomes a node of its domain with
+ * every attribute, and the model imports that domain at the op's version; one
+ * without is named in the refusal. */
+START_TEST(test_onnx_export) {
+    prt_context *ctx = ctx_with_tp();
+    prt_graph *g = load(ctx, AXPB_NET);
+    ck_assert_int_eq(prt_graph_bind_params(g), PRT_OK);
+    prt_program *p = NULL;
+    prt_vm *vm = NULL;
+    ck_assert_msg(prt_vm_compile(g, 1, &p) == PRT_OK, "%s", prt_last_error(ctx));
+    ck_assert_msg(prt_vm_create(ctx, p, NULL, NULL, &vm) == PRT_OK, "%s", prt_last_error(ctx));
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/parrots-plugin-export-%d.onnx", (int)getpid());
+    ck_assert_msg(prt_onnx_export(ctx, g, vm, path) == PRT_OK, "%s", prt_last_error(ctx));
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    remove(path);
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, n, buf);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(m->graph->n_node, 1);
+    const Onnx__NodeProto *nd = m->graph->node[0];
+    ck_assert_str_eq(nd->op_type, "Axpb");
+    ck_assert_str_eq(nd->domain, "org.tp");
+    ck_assert_uint_eq(nd->n_attribute, 2);
+    ck_assert_str_eq(nd->attribute[0]->name, "alpha");
+    ck_assert_float_eq(nd->attribute[0]->f, 3.0f);
+    ck_assert_str_eq(nd->attribute[1]->name, "beta");
+    ck_assert_float_eq(nd->attribute[1]->f, 1.0f);
+    ck_assert_uint_eq(m->n_opset_import, 2);
+    ck_assert_str_eq(m->opset_import[0]->domain, "");
+    ck_assert_str_eq(m->opset_import[1]->domain, "org.tp");
+    ck_assert_int_eq(m->opset_import[1]->version, 2); /* tp.axpb's version */
+    onnx__model_proto__free_unpacked(m, NULL);
+    prt_vm_destroy(vm);
+    prt_program_destroy(ctx, p);
+    prt_graph_destroy(g);
+
+    /* tp.probe declares no ONNX form */
+    static const char *const PROBE_NET = "parrots: 1\n"
+                                         "input: {x: [4]}\n"
+                                         "layers:\n"
+                                         "  - tp.probe: {k: 1}\n    name: pr\n";
+    g = load(ctx, PROBE_NET);
+    ck_assert_int_eq(prt_graph_bind_params(g), PRT_OK);
+    ck_assert_msg(prt_vm_compile(g, 1, &p) == PRT_OK, "%s", prt_last_error(ctx));
+    ck_assert_msg(prt_vm_create(ctx, p, NULL, NULL, &vm) == PRT_OK, "%s", prt_last_error(ctx));
+    ck_assert_int_eq(prt_onnx_export(ctx, g, vm, path), PRT_ERR_UNSUPPORTED);
+    char want[512];
+    snprintf(want, sizeof want, "%s: ops without an ONNX form: tp.probe ('pr')", path);
+    ck_assert_str_eq(prt_last_error(ctx), want);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    prt_vm_destroy(vm);
+    prt_program_destroy(ctx, p);
+    prt_graph_destroy(g);
+    prt_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_program_needs_the_plugin) {
     prt_context *ctx = ctx_with_tp();
     prt_graph *g = load(ctx, AXPB_NET);
@@ -454,6 +517,7 @@ static Suite *plugin_suite(void) {
     tcase_add_test(t, test_load_path);
     tcase_add_test(t, test_requires);
     tcase_add_test(t, test_program_needs_the_plugin);
+    tcase_add_test(t, test_onnx_export);
     suite_add_tcase(s, t);
     return s;
 }

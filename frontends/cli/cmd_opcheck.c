@@ -233,8 +233,8 @@ int cli_op_check(int argc, char **argv) {
     spec.seed = (uint64_t)seed;
     spec.no_cuda = device && !strcmp(device, "cpu");
     prt_context *ctx;
-    int started = cli_start(CMD, NULL, false, &ctx); /* loads PARROTS_PLUGIN_PATH and --plugin */
-    if (started != CLI_OK) return started;
+    int start_rc = cli_start(CMD, NULL, false, &ctx);
+    if (start_rc != CLI_OK) return start_rc;
     static prt_gradcheck_report rep;
     prt_status st = prt_op_gradcheck(ctx, op, &spec, &rep);
     if (st != PRT_OK) {

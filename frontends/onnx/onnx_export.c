@@ -16,6 +16,8 @@
  * under theirs. The batch dimension of inputs and outputs is symbolic ("N").
  * Every message structure is allocated from one list freed at the end. */
 #include "frontends/onnx/onnx_impl.h"
+#include "ops/plugin_impl.h"
+#include "parrots/plugin.h"
 #include "runtime/graph_impl.h"
 
 #include <math.h>
@@ -231,6 +233,12 @@ static Onnx__ValueInfoProto *value_info(ex *e, const char *name, const prt_shape
 
 static const char *vname(ex *e, int id) { return e->g->values[id].name; }
 
+/* A plugin op that declares its ONNX form (prt_plugin_op.onnx_op), or NULL. */
+static const prt_plugin_op *plugin_onnx(const prt_op_schema *s) {
+    const prt_plugin_op *p = prt_plugin_op_of(s);
+    return p && p->onnx_op && p->onnx_op[0] && s->n_out == 1 ? p : NULL; /* one output, as every export */
+}
+
 static bool can_export(const char *op) {
     static const char *const ops[] = {"add",    "avgpool", "batchnorm", "clip",    "concat",  "conv",
                                       "div",    "dropout", "flatten",   "global_avgpool", "linear", "matmul",
@@ -269,6 +277,28 @@ static prt_status export_node(ex *e, int n) {
     char aux[1200], aux2[1200];
 #define ATTR(nm) (&at[prt_op_attr_index(s, nm)])
     Onnx__NodeProto *nd = NULL;
+    const prt_plugin_op *po = plugin_onnx(s);
+    if (po) {
+        /* the op's own ONNX node, in its domain, with every attribute */
+        nd = node_new(e, po->onnx_op, name, in, n_in, out);
+        if (!nd) return nomem(e);
+        nd->domain = ex_str(e, po->onnx_domain ? po->onnx_domain : "");
+        if (!nd->domain) return nomem(e);
+        for (int k = 0; k < s->n_attrs; k++) {
+            const prt_attr *a = &at[k];
+            const char *an = s->attrs[k].name;
+            Onnx__AttributeProto *ap = NULL;
+            switch (s->attrs[k].type) {
+            case PRT_ATTR_INT:
+            case PRT_ATTR_BOOL: ap = attr_i(e, an, a->i[0]); break;
+            case PRT_ATTR_FLOAT: ap = attr_f(e, an, (float)a->f); break;
+            case PRT_ATTR_INTS: ap = attr_ints(e, an, a->i, a->n); break;
+            case PRT_ATTR_STRING: ap = attr_s(e, an, a->s ? a->s : ""); break;
+            }
+            PRT_CHECK(add_attr(e, nd, ap));
+        }
+        return add_node(e, nd);
+    }
     if (!strcmp(op, "conv")) {
         nd = node_new(e, "Conv", name, in, n_in, out);
         if (!nd) return nomem(e);
@@ -374,7 +404,7 @@ static prt_status check_graph(ex *e) {
     int bad = 0;
     for (int n = 0; n < g->n_nodes; n++) {
         const prt_op_schema *s = prt_op_get(e->ctx->ops, g->nodes[n].op);
-        if (can_export(s->name)) continue;
+        if (can_export(s->name) || plugin_onnx(s)) continue;
         bad++;
         if (len + 300 < sizeof msg)
             len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s ('%.200s')", bad > 1 ? ", " : "", s->name,
@@ -395,8 +425,26 @@ static prt_status build(ex *e, Onnx__ModelProto *mp) {
     PRT_CHECK(check_graph(e));
     PRT_CHECK(prt_graph_infer(g, 1));
     Onnx__GraphProto *gp = e->gp;
-    Onnx__OperatorSetIdProto *os = ex_alloc(e, sizeof *os);
-    Onnx__OperatorSetIdProto **osp = ex_alloc(e, sizeof *osp);
+    /* the standard opset, then one per plugin domain the graph uses, at the
+     * highest version of its ops there */
+    int n_domains = 0;
+    const char *domains[64];
+    int64_t dversion[64];
+    for (int n = 0; n < g->n_nodes; n++) {
+        const prt_plugin_op *po = plugin_onnx(prt_op_get(e->ctx->ops, g->nodes[n].op));
+        if (!po || !po->onnx_domain || !po->onnx_domain[0]) continue;
+        int d = 0;
+        while (d < n_domains && strcmp(domains[d], po->onnx_domain)) d++;
+        if (d == n_domains) {
+            if (n_domains == 64)
+                return prt_error(e->ctx, PRT_ERR_UNSUPPORTED, "%s: ops from more than 64 ONNX domains", e->path);
+            domains[n_domains] = po->onnx_domain;
+            dversion[n_domains++] = 0;
+        }
+        if ((int64_t)po->version > dversion[d]) dversion[d] = (int64_t)po->version;
+    }
+    Onnx__OperatorSetIdProto *os = ex_alloc(e, (size_t)(1 + n_domains) * sizeof *os);
+    Onnx__OperatorSetIdProto **osp = ex_alloc(e, (size_t)(1 + n_domains) * sizeof *osp);
     gp->input = ex_alloc(e, (size_t)(g->n_inputs ? g->n_inputs : 1) * sizeof *gp->input);
     gp->output = ex_alloc(e, (size_t)(g->n_outputs ? g->n_outputs : 1) * sizeof *gp->output);
     if (!os || !osp || !gp->input || !gp->output) return nomem(e);
@@ -405,9 +453,17 @@ static prt_status build(ex *e, Onnx__ModelProto *mp) {
     os->has_version = true;
     os->version = PRT_ONNX_EXPORT_OPSET;
     osp[0] = os;
+    for (int d = 0; d < n_domains; d++) {
+        onnx__operator_set_id_proto__init(&os[1 + d]);
+        os[1 + d].domain = ex_str(e, domains[d]);
+        if (!os[1 + d].domain) return nomem(e);
+        os[1 + d].has_version = true;
+        os[1 + d].version = dversion[d];
+        osp[1 + d] = &os[1 + d];
+    }
     mp->has_ir_version = true;
     mp->ir_version = 7; /* the IR of opset 13 */
-    mp->n_opset_import = 1;
+    mp->n_opset_import = (size_t)(1 + n_domains);
     mp->opset_import = osp;
     mp->producer_name = ex_str(e, "parrots");
     gp->name = ex_str(e, g->name ? g->name : "parrots");

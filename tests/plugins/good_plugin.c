@@ -74,7 +74,7 @@ static int probe_cpu(const prt_plugin_host *h, const prt_plugin_call *c) {
 static const prt_plugin_op ops[] = {
     {PRT_PLUGIN_OP_INIT, .name = "tp.axpb", .version = 2, .doc = "alpha x + beta", .min_in = 1, .max_in = 1,
      .n_out = 1, .attrs = axpb_attrs, .n_attrs = 2, .infer = axpb_infer, .cpu = axpb_cpu, .grad = axpb_grad,
-     .inplace = true, .inplace_in = 0, .flops = axpb_flops},
+     .inplace = true, .inplace_in = 0, .flops = axpb_flops, .onnx_domain = "org.tp", .onnx_op = "Axpb"},
     {PRT_PLUGIN_OP_INIT, .name = "tp.axpb_bwd", .version = 1, .min_in = 1, .max_in = 1, .n_out = 1,
      .attrs = axpb_attrs, .n_attrs = 2, .infer = prt_plugin_infer_same, .cpu = axpb_bwd_cpu,
      .grad_note = "backward-only op"},
