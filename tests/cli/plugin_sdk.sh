@@ -142,9 +142,17 @@ check "swish-net without the plugin is refused, naming the op" bash -c \
 n=0
 for lib in "$LIB_CMAKE" "$LIB_PC"; do
   n=$((n + 1))
-  expect_rc 0 "$P" train "$NET" --plugin "$lib" "${SHORT[@]}" --metrics "$TMP/m$n.jsonl" --quiet
+  expect_rc 0 "$P" train "$NET" --plugin "$lib" "${SHORT[@]}" --metrics "$TMP/m$n.jsonl" --quiet --save "$TMP/w$n.prtw"
   check "swish-net learns with --plugin $lib" learned "$TMP/m$n.jsonl"
 done
+# ONNX: the trained network exports, Swish as a node of domain myorg
+expect_rc 0 "$P" export "$NET" --plugin "$LIB_CMAKE" --weights "$TMP/w1.prtw" -o "$TMP/swish.onnx"
+check "the ONNX model has Swish nodes of domain myorg with beta" python3 - "$TMP/swish.onnx" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+# protobuf stores strings verbatim: 3 Swish nodes (block1, block2, fc1), the domain, the attribute
+assert b.count(b"Swish") >= 3 and b"myorg" in b and b"beta" in b, (b.count(b"Swish"), b"myorg" in b, b"beta" in b)
+PY
 mkdir -p "$TMP/plugins" && cp "$LIB_PC" "$TMP/plugins/"
 expect_rc 0 env PARROTS_PLUGIN_PATH="$TMP/plugins" "$P" train "$NET" "${SHORT[@]}" --metrics "$TMP/m3.jsonl" --quiet
 check "swish-net learns with PARROTS_PLUGIN_PATH" learned "$TMP/m3.jsonl"
