@@ -363,8 +363,10 @@ static prt_status plugin_grad(prt_grad_ctx *gc) {
         dx[i] = -1;
     }
     host_call hc = {.ctx = g->ctx, .po = po, .node = nd->name, .gc = gc, .kind = PRT_ERR_INVALID};
+    prt_plugin_attr_value attrs[MAX_ATTRS];
+    attrs_to_plugin(nd->attrs, po->schema.n_attrs, attrs);
     prt_plugin_grad pg = {.struct_size = sizeof pg, .host_ctx = &hc, .node_name = nd->name, .n_in = nd->n_in,
-                          .x = x, .n_out = nd->n_out, .y = y, .dy = dy, .dx = dx};
+                          .x = x, .n_out = nd->n_out, .y = y, .dy = dy, .dx = dx, .attrs = attrs};
     int rc = po->op.grad(&po->pl->host, &pg);
     if (hc.st != PRT_OK) return hc.st;
     /* nd may have moved: grad_emit appends nodes */

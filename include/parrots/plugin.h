@@ -171,6 +171,7 @@ typedef struct prt_plugin_grad {
     const int32_t *y;          /* forward outputs */
     const int32_t *dy;         /* per output: its gradient, or -1 when none flows there */
     int32_t *dx;               /* per input: to fill; preset to -1 (no gradient) */
+    const prt_plugin_attr_value *attrs; /* the forward node's attributes, schema order */
 } prt_plugin_grad;
 
 /* ---- the host table ---------------------------------------------------------- */

@@ -37,6 +37,11 @@ static int axpb_bwd_cpu(const prt_plugin_host *h, const prt_plugin_call *c) {
 
 static int axpb_grad(const prt_plugin_host *h, prt_plugin_grad *g) {
     if (g->dy[0] < 0) return 0;
+    /* alpha 1: d(x + beta)/dx is 1, the gradient is dy itself */
+    if (g->attrs[0].type == PRT_PLUGIN_ATTR_FLOAT && g->attrs[0].f == 1.0) {
+        g->dx[0] = g->dy[0];
+        return 0;
+    }
     /* attrs NULL: the forward node's, through the shared table */
     return h->grad_emit(g->host_ctx, "tp.axpb_bwd", &g->dy[0], 1, NULL, &g->dx[0]);
 }
