@@ -343,6 +343,7 @@ static prt_status build(gc_case *c, bool grad, gc_built *b, bool *builder) {
     if (b->n_node_in > GC_MAX_VALS) return prt_error(ctx, PRT_ERR_LIMIT, "op-check: too many inputs");
     memcpy(b->node_in, nd->in, (size_t)nd->n_in * sizeof(int));
     for (int j = 0; j < b->n_out; j++) b->outs[b->n_outs++] = b->y[j];
+    for (int j = 0; j < b->n_out; j++) b->dy_in[j] = -1; /* no seed inputs until the gradient asks for them */
     if (!grad) return PRT_OK;
     prt_shape y0 = prt_graph_value_shape(g, b->y[0]);
     bool loss = !(y0.ndim >= 1 && y0.d[0] == c->batch);

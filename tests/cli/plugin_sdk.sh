@@ -31,6 +31,10 @@ fails() { ! "$@"; } # fails COMMAND...: COMMAND must fail
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   echo "FAIL: $BUILD (the folder of $PARROTS) is not a CMake build directory"; exit 1
 fi
+# A sanitized build (PARROTS_SANITIZE) installs an instrumented libparrots.so: an
+# application linking it must link the sanitizer runtimes itself.
+APP_FLAGS="-Wall -Wextra -Werror"
+grep -q '^PARROTS_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" && APP_FLAGS="$APP_FLAGS -fsanitize=address,undefined"
 check "cmake --install $BUILD --prefix \$TMP/prefix" cmake --install "$BUILD" --prefix "$PREFIX"
 for f in bin/parrots lib/libparrots.so include/parrots/parrots.h include/parrots/plugin.h \
          include/parrots/status.def lib/cmake/Parrots/ParrotsConfig.cmake \
@@ -52,12 +56,12 @@ check "pkg-config parrots: -lparrots, version 0.1.0" bash -c \
 
 # ---- an application against the installed library (CMake, then pkg-config) ---
 check "application with find_package(Parrots): configure" \
-  cmake -S "$HERE/app" -B "$TMP/app" -DCMAKE_PREFIX_PATH="$PREFIX" "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror"
+  cmake -S "$HERE/app" -B "$TMP/app" -DCMAKE_PREFIX_PATH="$PREFIX" "-DCMAKE_C_FLAGS=$APP_FLAGS"
 check "application with find_package(Parrots): build" cmake --build "$TMP/app"
 check "application (CMake) loads a network" "$TMP/app/app" "$ROOT/examples/fashion-cnn.yaml"
 check "application with pkg-config parrots" bash -c \
-  'cc -std=c11 -Wall -Wextra -Werror $(pkg-config --cflags parrots) "$1/app/app.c" -o "$2/app-pc" $(pkg-config --libs parrots)' \
-  _ "$HERE" "$TMP"
+  'cc -std=c11 $3 $(pkg-config --cflags parrots) "$1/app/app.c" -o "$2/app-pc" $(pkg-config --libs parrots)' \
+  _ "$HERE" "$TMP" "$APP_FLAGS"
 check "application (pkg-config) loads a network" env LD_LIBRARY_PATH="$PREFIX/lib" "$TMP/app-pc" \
   "$ROOT/examples/fashion-cnn.yaml"
 
