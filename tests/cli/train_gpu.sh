@@ -66,7 +66,11 @@ else
   # a dataset that does not exist: the device is opened first
   expect_rc 1 "$PARROTS" train "$NET" --device cuda --data "$WORK/no-such-data" "${OUTS[@]}"
   check "the device is opened before the data" device_error train 0
-  expect_rc 1 "$PARROTS" train "$NET" --device cuda --comm nccl "${OUTS[@]}"
+  # --comm nccl starts MPI (a singleton) to bootstrap NCCL: under the sanitizers
+  # leak checking is off for it, as for every MPI job (tests/CMakeLists.txt:
+  # Open MPI's dlclose()d components leave allocations no suppression can name)
+  expect_rc 1 env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    "$PARROTS" train "$NET" --device cuda --comm nccl "${OUTS[@]}"
   check "train --device cuda --comm nccl without a GPU: the device error only, no file" device_error train 0
   expect_rc 1 "$PARROTS" eval "$NET" --weights "$WORK/none.prtw" --device cuda
   check "eval --device cuda without a GPU: the device error" device_error eval 0
