@@ -241,10 +241,10 @@ static prt_status prune(ad_state *a) {
     prt_status st = PRT_OK;
     bool *live_v = prt_calloc(ctx, (size_t)nv + 1, sizeof *live_v);
     bool *live_n = prt_calloc(ctx, (size_t)nn + 1, sizeof *live_n);
+    bool *dead_v = prt_calloc(ctx, (size_t)nv + 1, sizeof *dead_v);
+    bool *dead_n = prt_calloc(ctx, (size_t)nn + 1, sizeof *dead_n);
     int *vmap = prt_calloc(ctx, (size_t)nv + 1, sizeof *vmap);
-    int *nmap = prt_calloc(ctx, (size_t)nn + 1, sizeof *nmap);
-    prt_strtab *names = NULL;
-    if (!live_v || !live_n || !vmap || !nmap) {
+    if (!live_v || !live_n || !dead_v || !dead_n || !vmap) {
         st = prt_error(ctx, PRT_ERR_NOMEM, "autodiff: out of memory");
         goto done;
     }
@@ -264,54 +264,23 @@ static prt_status prune(ad_state *a) {
             for (int i = 0; i < nd->n_in; i++) live_v[nd->in[i]] = true;
     }
     if (all) goto done;
-    int nv2 = 0, nn2 = 0;
-    for (int n = 0; n < nn; n++) nmap[n] = (n < a->n0 || live_n[n]) ? nn2++ : -1;
+    /* the forward part and the values without a producer stay */
+    for (int n = 0; n < nn; n++) dead_n[n] = n >= a->n0 && !live_n[n];
     for (int v = 0; v < nv; v++) {
         int p = g->values[v].producer;
-        vmap[v] = (v < a->v0 || p < 0 || nmap[p] >= 0) ? nv2++ : -1;
+        dead_v[v] = v >= a->v0 && p >= 0 && dead_n[p];
     }
-    /* the new name table first: if it fails, the graph is still whole */
-    PRT_CHECK_GOTO(prt_strtab_create(ctx, &names), st, done);
-    for (int v = 0; v < nv; v++)
-        if (vmap[v] >= 0) PRT_CHECK_GOTO(prt_strtab_put(ctx, names, g->values[v].name, vmap[v], NULL), st, done);
-    for (int n = 0; n < nn; n++) {
-        prt_node *nd = &g->nodes[n];
-        if (nmap[n] < 0) {
-            prt_free(ctx, nd->name, 0);
-            prt_free(ctx, nd->param_path, 0);
-            prt_free(ctx, nd->in, 0);
-            prt_free(ctx, nd->out, 0);
-            prt_free(ctx, nd->attrs, 0);
-            continue;
-        }
-        for (int i = 0; i < nd->n_in; i++) nd->in[i] = vmap[nd->in[i]];
-        for (int k = 0; k < nd->n_out; k++) nd->out[k] = vmap[nd->out[k]];
-        g->nodes[nmap[n]] = *nd;
-    }
-    for (int v = 0; v < nv; v++) {
-        prt_value *val = &g->values[v];
-        if (vmap[v] < 0) {
-            prt_free(ctx, val->name, 0);
-            continue;
-        }
-        if (val->producer >= 0) val->producer = nmap[val->producer];
-        g->values[vmap[v]] = *val;
-    }
+    PRT_CHECK_GOTO(prt_graph_compact(g, dead_n, dead_v, vmap), st, done);
     for (int v = 0; v < nv; v++) {
         int gv = v < a->cap_grad_of ? a->grad_of[v] : -1;
         if (vmap[v] >= 0) a->grad_of[vmap[v]] = gv >= 0 ? vmap[gv] : -1;
     }
-    g->n_nodes = nn2;
-    g->n_values = nv2;
-    prt_strtab_destroy(ctx, g->names);
-    g->names = names;
-    names = NULL;
 done:
-    prt_strtab_destroy(ctx, names);
     prt_free(ctx, live_v, 0);
     prt_free(ctx, live_n, 0);
+    prt_free(ctx, dead_v, 0);
+    prt_free(ctx, dead_n, 0);
     prt_free(ctx, vmap, 0);
-    prt_free(ctx, nmap, 0);
     return st;
 }
 

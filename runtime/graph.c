@@ -24,18 +24,19 @@ prt_status prt_graph_new(prt_context *ctx, const char *name, prt_graph **out) {
     return PRT_OK;
 }
 
+static void node_free(prt_context *ctx, prt_node *n) {
+    prt_free(ctx, n->name, 0);
+    prt_free(ctx, n->param_path, 0);
+    prt_free(ctx, n->in, 0);
+    prt_free(ctx, n->out, 0);
+    prt_free(ctx, n->attrs, 0);
+}
+
 void prt_graph_destroy(prt_graph *g) {
     if (!g) return;
     prt_context *ctx = g->ctx;
     for (int i = 0; i < g->n_values; i++) prt_free(ctx, g->values[i].name, 0);
-    for (int i = 0; i < g->n_nodes; i++) {
-        prt_node *n = &g->nodes[i];
-        prt_free(ctx, n->name, 0);
-        prt_free(ctx, n->param_path, 0);
-        prt_free(ctx, n->in, 0);
-        prt_free(ctx, n->out, 0);
-        prt_free(ctx, n->attrs, 0);
-    }
+    for (int i = 0; i < g->n_nodes; i++) node_free(ctx, &g->nodes[i]);
     prt_free(ctx, g->values, 0);
     prt_free(ctx, g->nodes, 0);
     prt_free(ctx, g->inputs, 0);
@@ -331,6 +332,58 @@ prt_status prt_graph_stats_get(prt_graph *g, prt_graph_stats *out) {
         out->flops += s->flops(&ic);
     }
     return PRT_OK;
+}
+
+prt_status prt_graph_compact(prt_graph *g, const bool *dead_node, const bool *dead_value, int *vmap_out) {
+    prt_context *ctx = g->ctx;
+    int nv = 0, nn = 0;
+    int *vmap = prt_calloc(ctx, (size_t)g->n_values + 1, sizeof *vmap);
+    int *nmap = prt_calloc(ctx, (size_t)g->n_nodes + 1, sizeof *nmap);
+    prt_strtab *names = NULL;
+    prt_status st = PRT_OK;
+    if (!vmap || !nmap) {
+        st = prt_error(ctx, PRT_ERR_NOMEM, "graph '%s': out of memory", g->name);
+        goto done;
+    }
+    for (int v = 0; v < g->n_values; v++) vmap[v] = dead_value[v] ? -1 : nv++;
+    for (int n = 0; n < g->n_nodes; n++) nmap[n] = dead_node[n] ? -1 : nn++;
+    /* the new name table first: if it fails, the graph is still whole */
+    PRT_CHECK_GOTO(prt_strtab_create(ctx, &names), st, done);
+    for (int v = 0; v < g->n_values; v++)
+        if (vmap[v] >= 0) PRT_CHECK_GOTO(prt_strtab_put(ctx, names, g->values[v].name, vmap[v], NULL), st, done);
+    for (int v = 0; v < g->n_values; v++) {
+        prt_value *val = &g->values[v];
+        if (vmap[v] < 0) {
+            prt_free(ctx, val->name, 0);
+            continue;
+        }
+        if (val->producer >= 0) val->producer = nmap[val->producer];
+        g->values[vmap[v]] = *val;
+    }
+    for (int n = 0; n < g->n_nodes; n++) {
+        prt_node *nd = &g->nodes[n];
+        if (nmap[n] < 0) {
+            node_free(ctx, nd);
+            continue;
+        }
+        for (int j = 0; j < nd->n_in; j++) nd->in[j] = vmap[nd->in[j]];
+        for (int k = 0; k < nd->n_out; k++) nd->out[k] = vmap[nd->out[k]];
+        if (nd->recompute_of >= 0) nd->recompute_of = nmap[nd->recompute_of];
+        g->nodes[nmap[n]] = *nd;
+    }
+    for (int i = 0; i < g->n_inputs; i++) g->inputs[i] = vmap[g->inputs[i]];
+    for (int i = 0; i < g->n_outputs; i++) g->outputs[i] = vmap[g->outputs[i]];
+    if (vmap_out) memcpy(vmap_out, vmap, (size_t)g->n_values * sizeof *vmap);
+    g->n_values = nv;
+    g->n_nodes = nn;
+    prt_strtab_destroy(ctx, g->names);
+    g->names = names;
+    names = NULL;
+done:
+    prt_strtab_destroy(ctx, names);
+    prt_free(ctx, vmap, 0);
+    prt_free(ctx, nmap, 0);
+    return st;
 }
 
 prt_status prt_graph_reorder(prt_graph *g, const int *order, int *map) {

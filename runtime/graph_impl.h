@@ -105,6 +105,12 @@ prt_status prt_graph_bind_params(prt_graph *g);
  * every producer before its readers; checked). Producers and recompute_of follow;
  * map (may be NULL, n_nodes entries) gets old id -> new id. */
 prt_status prt_graph_reorder(prt_graph *g, const int *order, int *map);
+/* Drops the nodes and values marked dead (a dead node's outputs dead, a live
+ * node's inputs live, no input or output of the graph dead), renumbering the
+ * rest in order: ids, producers, recompute_of, the graph's inputs and outputs,
+ * the name table. vmap (may be NULL, n_values entries) gets old value id -> new,
+ * -1 for a dropped one. On failure (out of memory) the graph is unchanged. */
+prt_status prt_graph_compact(prt_graph *g, const bool *dead_node, const bool *dead_value, int *vmap);
 prt_status prt_graph_infer(prt_graph *g, int64_t batch);
 /* Infers the output shapes of node n alone, at the graph's current batch (for
  * nodes appended after inference, such as gradient nodes). */

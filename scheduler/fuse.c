@@ -29,61 +29,6 @@ static char *fused_name(prt_context *ctx, const char *a, const char *b) {
     return s;
 }
 
-/* Drops the nodes and values marked dead, renumbering the rest in order. */
-static prt_status compact(prt_graph *g, const bool *dead_node, const bool *dead_value) {
-    prt_context *ctx = g->ctx;
-    int *vmap = prt_calloc(ctx, (size_t)g->n_values + 1, sizeof *vmap);
-    int *nmap = prt_calloc(ctx, (size_t)g->n_nodes + 1, sizeof *nmap);
-    prt_strtab *names = NULL;
-    prt_status st = PRT_OK;
-    if (!vmap || !nmap) {
-        st = prt_error(ctx, PRT_ERR_NOMEM, "graph '%s': fusing layers: out of memory", g->name);
-        goto done;
-    }
-    PRT_CHECK_GOTO(prt_strtab_create(ctx, &names), st, done);
-    int nv = 0, nn = 0;
-    for (int v = 0; v < g->n_values; v++) vmap[v] = dead_value[v] ? -1 : nv++;
-    for (int n = 0; n < g->n_nodes; n++) nmap[n] = dead_node[n] ? -1 : nn++;
-    for (int v = 0; v < g->n_values; v++) {
-        if (dead_value[v]) {
-            prt_free(ctx, g->values[v].name, 0);
-            continue;
-        }
-        prt_value *d = &g->values[vmap[v]];
-        *d = g->values[v];
-        if (d->producer >= 0) d->producer = nmap[d->producer];
-        PRT_CHECK_GOTO(prt_strtab_put(ctx, names, d->name, vmap[v], NULL), st, done);
-    }
-    for (int n = 0; n < g->n_nodes; n++) {
-        prt_node *s = &g->nodes[n];
-        if (dead_node[n]) {
-            prt_free(ctx, s->name, 0);
-            prt_free(ctx, s->param_path, 0);
-            prt_free(ctx, s->in, 0);
-            prt_free(ctx, s->out, 0);
-            prt_free(ctx, s->attrs, 0);
-            continue;
-        }
-        prt_node *d = &g->nodes[nmap[n]];
-        *d = *s;
-        for (int j = 0; j < d->n_in; j++) d->in[j] = vmap[d->in[j]];
-        for (int k = 0; k < d->n_out; k++) d->out[k] = vmap[d->out[k]];
-        if (d->recompute_of >= 0) d->recompute_of = nmap[d->recompute_of];
-    }
-    for (int i = 0; i < g->n_inputs; i++) g->inputs[i] = vmap[g->inputs[i]];
-    for (int i = 0; i < g->n_outputs; i++) g->outputs[i] = vmap[g->outputs[i]];
-    g->n_values = nv;
-    g->n_nodes = nn;
-    prt_strtab_destroy(ctx, g->names);
-    g->names = names;
-    names = NULL;
-done:
-    prt_strtab_destroy(ctx, names);
-    prt_free(ctx, vmap, 0);
-    prt_free(ctx, nmap, 0);
-    return st;
-}
-
 prt_status prt_graph_fuse_bn_relu(prt_graph *g, int *n_fused) {
     prt_context *ctx = g->ctx;
     if (n_fused) *n_fused = 0;
@@ -137,7 +82,7 @@ prt_status prt_graph_fuse_bn_relu(prt_graph *g, int *n_fused) {
         dead_value[v] = true;
         count++;
     }
-    if (count) st = compact(g, dead_node, dead_value);
+    if (count) st = prt_graph_compact(g, dead_node, dead_value, NULL);
     if (st == PRT_OK && n_fused) *n_fused = count;
 done:
     prt_free(ctx, uses, 0);
