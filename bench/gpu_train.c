@@ -103,8 +103,7 @@ int main(int argc, char **argv) {
     if (prt_graph_load_yaml(ctx, net, &g) != PRT_OK) die(ctx, net);
     int n_fused = 0;
     if (fuse && prt_graph_fuse_bn_relu(g, &n_fused) != PRT_OK) die(ctx, "fusing batch norm + ReLU");
-    if (prec != PRT_PRECISION_FP32 && (prt_graph_bind_params(g) != PRT_OK || prt_graph_set_precision(g, prec) != PRT_OK))
-        die(ctx, "precision");
+    if (prt_graph_device_passes(g, false, prec) != PRT_OK) die(ctx, "precision");
     prt_program *p;
     if (infer) {
         if (prt_graph_bind_params(g) != PRT_OK || prt_vm_compile(g, batch, &p) != PRT_OK) die(ctx, "compile");

@@ -175,3 +175,10 @@ done:
     prt_free(ctx, first, 0);
     return st;
 }
+
+prt_status prt_graph_device_passes(prt_graph *g, bool fuse_bn_relu, prt_precision prec) {
+    if (fuse_bn_relu) PRT_CHECK(prt_graph_fuse_bn_relu(g, NULL));
+    if (prec == PRT_PRECISION_FP32) return PRT_OK;
+    PRT_CHECK(prt_graph_bind_params(g));
+    return prt_graph_set_precision(g, prec);
+}

@@ -77,4 +77,10 @@ const char *prt_precision_name(prt_precision p);
  * values, or is a training graph, is refused. */
 prt_status prt_graph_set_precision(prt_graph *g, prt_precision prec);
 
+/* The device passes on a forward graph, in the order the GPU path applies
+ * them: batch norm + ReLU fusion (when fuse_bn_relu: a fused op then takes
+ * bf16 as one op), then the precision (parameters bound first when it is not
+ * fp32). Nothing to do for (false, FP32). */
+prt_status prt_graph_device_passes(prt_graph *g, bool fuse_bn_relu, prt_precision prec);
+
 #endif

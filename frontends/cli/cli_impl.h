@@ -5,6 +5,7 @@
 #include "frontends/data_api.h"
 #include "memory/memory_api.h"
 #include "ops/train_impl.h"
+#include "scheduler/scheduler_impl.h"
 #include "vm/vm_api.h"
 
 /* Exit codes: 0 success, 1 runtime failure, 2 bad usage or input. */
@@ -51,6 +52,10 @@ int cli_parse_device(const char *cmd, const char *text, int *gpu_index);
  * (auto: on a GPU, where it saves a pass over memory; the CPU plans the same
  * memory either way). A bad value: message, CLI_USAGE. */
 int cli_parse_fuse(const char *cmd, const char *text, bool on_gpu, bool *bn_relu);
+/* --precision fp32|bf16 (bf16 only with a GPU) and --cuda-graph auto|on|off:
+ * a bad value prints the problem and returns CLI_USAGE. */
+int cli_parse_precision(const char *cmd, const char *text, bool on_gpu, prt_precision *out);
+int cli_parse_cuda_graph(const char *cmd, const char *text, prt_cuda_graph_mode *out);
 /* .onnx: its initializers into vm (after prt_vm_create); YAML: nothing. */
 prt_status cli_load_weights(prt_context *ctx, const char *path, prt_vm *vm);
 

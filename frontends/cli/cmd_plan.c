@@ -267,23 +267,13 @@ typedef struct plan_maker {
     prt_precision prec;         /* --precision */
 } plan_maker;
 
-/* The GPU path's forward passes, as parrots train applies them: fusion, then precision. */
-static prt_status gpu_passes(const plan_maker *m, prt_graph *g) {
-    if (m->fuse_bn_relu) PRT_CHECK(prt_graph_fuse_bn_relu(g, NULL));
-    if (m->prec != PRT_PRECISION_FP32) {
-        PRT_CHECK(prt_graph_bind_params(g));
-        PRT_CHECK(prt_graph_set_precision(g, m->prec));
-    }
-    return PRT_OK;
-}
-
 static prt_status make_plan_graph(void *user, prt_graph **out) {
     plan_maker *m = user;
     if (m->input)
         PRT_CHECK(resized_copy(m->file_g, m->input, m->h, m->w, out));
     else
         PRT_CHECK(cli_load(m->ctx, m->path, out));
-    prt_status st = gpu_passes(m, *out);
+    prt_status st = prt_graph_device_passes(*out, m->fuse_bn_relu, m->prec);
     if (st != PRT_OK) {
         prt_graph_destroy(*out);
         *out = NULL;
@@ -593,15 +583,7 @@ int cli_plan(int argc, char **argv) {
     if ((rc = cli_parse_device("plan", device, &gpu_index)) != CLI_OK ||
         (rc = cli_parse_fuse("plan", fuse, gpu_index >= 0, &fuse_bn_relu)) != CLI_OK)
         return rc;
-    if (!prt_precision_from_name(precision, &prec)) {
-        fprintf(stderr, "parrots plan: --precision '%s': expected fp32 or bf16\n", precision);
-        return CLI_USAGE;
-    }
-    if (prec != PRT_PRECISION_FP32 && gpu_index < 0) {
-        fprintf(stderr, "parrots plan: --precision %s needs --device cuda (the CPU kernels compute in f32)\n",
-                precision);
-        return CLI_USAGE;
-    }
+    if ((rc = cli_parse_precision("plan", precision, gpu_index >= 0, &prec)) != CLI_OK) return rc;
     int64_t h = 0, w = 0;
     size_t limit;
     int want;
@@ -646,7 +628,7 @@ int cli_plan(int argc, char **argv) {
     if (train) {
         p = tp.p, tp.p = NULL;
     } else {
-        PRT_CHECK_GOTO(gpu_passes(&mk, r.g), s, done);
+        PRT_CHECK_GOTO(prt_graph_device_passes(r.g, mk.fuse_bn_relu, mk.prec), s, done);
         PRT_CHECK_GOTO(prt_vm_compile(r.g, batch, &p), s, done);
     }
     if (gpu_index >= 0 && p->plan) {

@@ -101,20 +101,10 @@ int cli_run(int argc, char **argv) {
     bool fuse_bn_relu;
     if ((rc = cli_parse_fuse("run", fuse, gpu_index >= 0, &fuse_bn_relu)) != CLI_OK) return rc;
     prt_precision prec;
-    if (!prt_precision_from_name(precision, &prec)) {
-        fprintf(stderr, "parrots run: --precision '%s': expected fp32 or bf16\n", precision);
-        return CLI_USAGE;
-    }
-    if (prec != PRT_PRECISION_FP32 && gpu_index < 0) {
-        fprintf(stderr, "parrots run: --precision %s needs --device cuda (the CPU kernels compute in f32)\n",
-                precision);
-        return CLI_USAGE;
-    }
     prt_cuda_graph_mode graph_mode;
-    if (!prt_cuda_graph_mode_from_name(cuda_graph, &graph_mode)) {
-        fprintf(stderr, "parrots run: --cuda-graph '%s': expected auto, on or off\n", cuda_graph);
-        return CLI_USAGE;
-    }
+    if ((rc = cli_parse_precision("run", precision, gpu_index >= 0, &prec)) != CLI_OK ||
+        (rc = cli_parse_cuda_graph("run", cuda_graph, &graph_mode)) != CLI_OK)
+        return rc;
     bool given_batch = batch >= 0;
     if (!given_batch) batch = 1;
     if (batch < 1 || iters < 1) {
@@ -163,11 +153,7 @@ int cli_run(int argc, char **argv) {
                 prt_program_n_instructions(p));
     } else {
         PRT_CHECK_GOTO(cli_load(ctx, pos[0], &g), s, done);
-        if (fuse_bn_relu) PRT_CHECK_GOTO(prt_graph_fuse_bn_relu(g, NULL), s, done);
-        if (prec != PRT_PRECISION_FP32) {
-            PRT_CHECK_GOTO(prt_graph_bind_params(g), s, done);
-            PRT_CHECK_GOTO(prt_graph_set_precision(g, prec), s, done);
-        }
+        PRT_CHECK_GOTO(prt_graph_device_passes(g, fuse_bn_relu, prec), s, done);
         PRT_CHECK_GOTO(prt_vm_compile(g, batch, &p), s, done);
     }
     if (cli_memory_check("run", ctx, p, limit) != CLI_OK) {

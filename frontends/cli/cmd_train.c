@@ -156,12 +156,7 @@ static bool speaks(const trainer *t) { return t->rank == 0 || t->a.verbose; }
 static prt_status load_graph(void *user, prt_graph **out) {
     trainer *t = user;
     PRT_CHECK(cli_load(t->ctx, t->a.net, out));
-    /* fuse first: a fused batch norm + ReLU then takes bf16 as one op */
-    prt_status st = t->a.fuse_bn_relu ? prt_graph_fuse_bn_relu(*out, NULL) : PRT_OK;
-    if (st == PRT_OK && t->a.prec != PRT_PRECISION_FP32) {
-        st = prt_graph_bind_params(*out);
-        if (st == PRT_OK) st = prt_graph_set_precision(*out, t->a.prec);
-    }
+    prt_status st = prt_graph_device_passes(*out, t->a.fuse_bn_relu, t->a.prec);
     if (st != PRT_OK) {
         prt_graph_destroy(*out);
         *out = NULL;
@@ -708,19 +703,9 @@ int cli_train(int argc, char **argv) {
     }
     if ((rc = cli_parse_device("train", a->device, &a->gpu_index)) != CLI_OK) return rc;
     if ((rc = cli_parse_fuse("train", a->fuse, a->gpu_index >= 0, &a->fuse_bn_relu)) != CLI_OK) return rc;
-    if (!prt_precision_from_name(a->precision, &a->prec)) {
-        fprintf(stderr, "parrots train: --precision '%s': expected fp32 or bf16\n", a->precision);
-        return CLI_USAGE;
-    }
-    if (a->prec != PRT_PRECISION_FP32 && a->gpu_index < 0) {
-        fprintf(stderr, "parrots train: --precision %s needs --device cuda (the CPU kernels compute in f32)\n",
-                a->precision);
-        return CLI_USAGE;
-    }
-    if (!prt_cuda_graph_mode_from_name(a->cuda_graph, &a->graph_mode)) {
-        fprintf(stderr, "parrots train: --cuda-graph '%s': expected auto, on or off\n", a->cuda_graph);
-        return CLI_USAGE;
-    }
+    if ((rc = cli_parse_precision("train", a->precision, a->gpu_index >= 0, &a->prec)) != CLI_OK ||
+        (rc = cli_parse_cuda_graph("train", a->cuda_graph, &a->graph_mode)) != CLI_OK)
+        return rc;
     bool on_gpu = a->gpu_index >= 0;
     if (!on_gpu && !strcmp(a->comm, "nccl")) {
         fprintf(stderr, "parrots train: --comm nccl needs --device cuda (NCCL reduces GPU memory)\n");

@@ -207,6 +207,28 @@ int cli_parse_fuse(const char *cmd, const char *text, bool on_gpu, bool *bn_relu
     return CLI_OK;
 }
 
+int cli_parse_precision(const char *cmd, const char *text, bool on_gpu, prt_precision *out) {
+    *out = PRT_PRECISION_FP32;
+    if (text && !prt_precision_from_name(text, out)) {
+        fprintf(stderr, "parrots %s: --precision '%s': expected fp32 or bf16\n", cmd, text);
+        return CLI_USAGE;
+    }
+    if (*out != PRT_PRECISION_FP32 && !on_gpu) {
+        fprintf(stderr, "parrots %s: --precision %s needs --device cuda (the CPU kernels compute in f32)\n", cmd, text);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+int cli_parse_cuda_graph(const char *cmd, const char *text, prt_cuda_graph_mode *out) {
+    *out = PRT_CUDA_GRAPH_AUTO;
+    if (text && !prt_cuda_graph_mode_from_name(text, out)) {
+        fprintf(stderr, "parrots %s: --cuda-graph '%s': expected auto, on or off\n", cmd, text);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 int cli_parse_device(const char *cmd, const char *text, int *gpu_index) {
     *gpu_index = -1;
     if (!text || !strcmp(text, "cpu")) return CLI_OK;
