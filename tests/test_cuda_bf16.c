@@ -162,12 +162,7 @@ int main(void) {
         tcase_add_loop_test(tc, bf16_step_matches_f32_cpu, 0, 2);
         suite_add_tcase(s, tc);
     }
-    SRunner *r = srunner_create(s);
-    /* the CUDA runtime is initialised in this process: a forked child could not use it */
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    int failed = tu_run_nofork(s);
     if (failed) return 1;
     if (!have_gpu) {
         printf("SKIP: no CUDA device (prt_cuda_device_count() is 0: no GPU, no driver, or a build without CUDA)\n");

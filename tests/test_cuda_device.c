@@ -343,12 +343,6 @@ int main(void) {
     tcase_add_test(tc, test_bad_index);
     tcase_add_test(tc, test_memo_timer_mem_info);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    /* the CUDA runtime is already initialised in this process: a forked child
-     * could not use it */
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    int failed = tu_run_nofork(s);
     return failed ? 1 : 0;
 }

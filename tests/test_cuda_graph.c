@@ -255,11 +255,7 @@ int main(void) {
     tcase_add_test(tc, fashion_cnn_inference);
     tcase_add_test(tc, set_step_replays);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    int failed = tu_run_nofork(s);
     prt_cuda_device_destroy(g_gpu);
     prt_context_destroy(g_ctx);
     return failed ? 1 : 0;

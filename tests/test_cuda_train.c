@@ -185,10 +185,6 @@ int main(void) {
     tcase_add_test(tc, test_polynet_mini_steps);
     tcase_add_test(tc, test_checkpoint_on_gpu);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    int failed = tu_run_nofork(s);
     return failed == 0 ? 0 : 1;
 }

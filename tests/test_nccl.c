@@ -389,11 +389,7 @@ int main(void) {
     TCase *tc = tcase_create("no-gpu");
     tcase_add_test(tc, no_device);
     suite_add_tcase(s, tc);
-    SRunner *r = srunner_create(s);
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
+    int failed = tu_run_nofork(s);
     if (failed) return 1;
     printf("SKIP: no CUDA device (prt_cuda_device_count() is 0); only the no-device refusal was checked\n");
     return SKIP_STATUS;

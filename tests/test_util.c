@@ -18,13 +18,17 @@ const char *tu_src(const char *rel) {
     return buf;
 }
 
-int tu_run(Suite *s) {
+static int run_suite(Suite *s, bool fork) {
     SRunner *r = srunner_create(s);
+    if (!fork) srunner_set_fork_status(r, CK_NOFORK);
     srunner_run_all(r, CK_NORMAL);
     int failed = srunner_ntests_failed(r);
     srunner_free(r);
     return failed == 0 ? 0 : 1;
 }
+
+int tu_run(Suite *s) { return run_suite(s, true); }
+int tu_run_nofork(Suite *s) { return run_suite(s, false); }
 
 void tu_expect_yaml_error(const char *text, prt_status want, const char *msg) {
     prt_context *ctx = tu_context();

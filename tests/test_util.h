@@ -15,5 +15,8 @@ const char *tu_src(const char *rel);
 void tu_expect_yaml_error(const char *text, prt_status want, const char *msg);
 /* Runs a suite, returns the process exit status (0 when every test passed). */
 int tu_run(Suite *s);
+/* The same, every test in this process: once the CUDA runtime is initialised
+ * here, a forked child could not use it (the GPU suites). */
+int tu_run_nofork(Suite *s);
 
 #endif
